@@ -1,0 +1,328 @@
+'use strict';
+// Shared helpers for livefeed's browser end-to-end tests: start/stop/restart
+// the real server binary, launch Debian's Chromium through playwright-core,
+// and small page/API utilities. Every wait here is bounded by a timeout.
+
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+
+const E2E_DIR = __dirname;
+const REPO_ROOT = path.resolve(E2E_DIR, '..', '..');
+const SCREENSHOT_DIR = path.join(E2E_DIR, 'screenshots');
+const DOCS_DIR = path.join(REPO_ROOT, 'docs');
+
+const LIVEFEED_BIN = process.env.LIVEFEED_BIN || path.join(REPO_ROOT, 'target', 'release', 'livefeed');
+const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const IN_CI = /^(1|true|yes)$/i.test(process.env.CI || '');
+
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+function isExecutable(p) {
+  try {
+    fs.accessSync(p, fs.constants.X_OK);
+    return fs.statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
+
+// Why the e2e suite cannot run here, or null when it can. In CI a missing
+// prerequisite must fail the run, so callers turn this into a failure there.
+function missingPrerequisite() {
+  if (!isExecutable(CHROMIUM_PATH)) return `Chromium not found at ${CHROMIUM_PATH} (run tests/e2e/setup.sh)`;
+  if (!isExecutable(LIVEFEED_BIN)) return `livefeed binary not found at ${LIVEFEED_BIN} (cargo build --release, or set LIVEFEED_BIN)`;
+  return null;
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function delay(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// Bind 127.0.0.1:0, read the port the kernel picked, close, return it.
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// Poll `check` (async, returns truthy when done) until it succeeds or the
+// deadline passes. This is bounded polling, not a fixed sleep.
+async function pollUntil(check, { timeout = 10000, interval = 50, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let lastErr;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeout} ms waiting for ${what}${lastErr ? `: ${lastErr.message}` : ''}`);
+    }
+    await delay(interval);
+  }
+}
+
+class LivefeedServer {
+  constructor({ bin = LIVEFEED_BIN, port, dataDir, startTimeout = 20000 } = {}) {
+    this.bin = bin;
+    this.port = port;
+    this.dataDir = dataDir;
+    this.ownsDataDir = false;
+    this.startTimeout = startTimeout;
+    this.proc = null;
+    this.logs = '';
+    this.exits = []; // { code, signal } of every stopped run
+  }
+
+  static async start(opts = {}) {
+    const server = new LivefeedServer(opts);
+    if (!server.port) server.port = await freePort();
+    if (!server.dataDir) {
+      server.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'livefeed-e2e-'));
+      server.ownsDataDir = true;
+    }
+    await server.start();
+    return server;
+  }
+
+  get baseURL() {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get running() {
+    return this.proc !== null;
+  }
+
+  _log(chunk) {
+    this.logs += chunk.toString();
+    if (this.logs.length > 200000) this.logs = this.logs.slice(-100000);
+  }
+
+  async start() {
+    if (this.proc) throw new Error('server already running');
+    const proc = spawn(this.bin, ['--addr', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, RUST_BACKTRACE: '1' },
+    });
+    this.proc = proc;
+    proc.stdout.on('data', (c) => this._log(c));
+    proc.stderr.on('data', (c) => this._log(c));
+    this.exited = new Promise((resolve) => {
+      proc.on('exit', (code, signal) => {
+        if (this.proc === proc) this.proc = null;
+        resolve({ code, signal });
+      });
+      proc.on('error', (err) => {
+        this._log(`spawn error: ${err.message}\n`);
+        if (this.proc === proc) this.proc = null;
+        resolve({ code: null, signal: null, error: err });
+      });
+    });
+
+    let earlyExit = null;
+    this.exited.then((e) => { earlyExit = e; });
+    try {
+      await pollUntil(async () => {
+        if (earlyExit) {
+          throw Object.assign(new Error(`livefeed exited during startup (${JSON.stringify(earlyExit)})`), { fatal: true });
+        }
+        const res = await fetch(`${this.baseURL}/healthz`, { signal: AbortSignal.timeout(1000) });
+        return res.status === 200;
+      }, { timeout: this.startTimeout, interval: 50, what: `${this.baseURL}/healthz` });
+    } catch (err) {
+      await this.stop().catch(() => {});
+      err.message += `\n--- livefeed logs ---\n${this.tail()}`;
+      throw err;
+    }
+  }
+
+  // SIGTERM and wait for the process to exit; SIGKILL if it does not within
+  // the timeout (and report that as an error). Returns { code, signal }.
+  async stop({ timeout = 10000 } = {}) {
+    const proc = this.proc;
+    if (!proc) return this.exits[this.exits.length - 1] || null;
+    proc.kill('SIGTERM');
+    let result;
+    try {
+      result = await withTimeout(this.exited, timeout, 'livefeed to exit after SIGTERM');
+    } catch (err) {
+      proc.kill('SIGKILL');
+      await withTimeout(this.exited, 5000, 'livefeed to exit after SIGKILL');
+      this.exits.push({ code: null, signal: 'SIGKILL' });
+      throw new Error(`${err.message}\n--- livefeed logs ---\n${this.tail()}`);
+    }
+    this.exits.push(result);
+    return result;
+  }
+
+  // Stop, then start again on the same port and data dir.
+  async restart() {
+    const exit = await this.stop();
+    await this.start();
+    return exit;
+  }
+
+  async dispose() {
+    try {
+      if (this.proc) await this.stop();
+    } finally {
+      if (this.ownsDataDir) fs.rmSync(this.dataDir, { recursive: true, force: true });
+    }
+  }
+
+  tail(n = 4000) {
+    return this.logs.slice(-n);
+  }
+}
+
+// ---- HTTP API helpers ------------------------------------------------------
+
+async function createPost(baseURL, body) {
+  const res = await fetch(`${baseURL}/posts`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(5000),
+  });
+  const text = await res.text();
+  if (res.status !== 201) throw new Error(`POST /posts answered ${res.status}: ${text}`);
+  return JSON.parse(text);
+}
+
+// Create posts one after the other (ids ascend in creation order).
+async function createPosts(baseURL, n, make = (i) => ({ title: `post ${i}`, content: `content of post ${i}` })) {
+  const out = [];
+  for (let i = 1; i <= n; i++) out.push(await createPost(baseURL, make(i)));
+  return out;
+}
+
+// ---- browser helpers ----------------------------------------------------------
+
+async function launchBrowser() {
+  const { chromium } = require('playwright-core');
+  return chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, timeout: 30000 });
+}
+
+// A fresh context+page on the demo page, waiting until its websocket is up.
+// Uncaught page errors are collected in page.pageErrors, console errors in
+// page.consoleErrors (Chromium logs refused websocket connects there, so only
+// tests that keep the server up can insist on none).
+async function openFeed(browser, baseURL, { viewport = { width: 1280, height: 860 }, colorScheme = 'light', reducedMotion = 'no-preference' } = {}) {
+  const context = await browser.newContext({ baseURL, viewport, colorScheme, reducedMotion });
+  context.setDefaultTimeout(10000);
+  const page = await context.newPage();
+  page.pageErrors = [];
+  page.consoleErrors = [];
+  page.on('pageerror', (err) => page.pageErrors.push(err.message));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') page.consoleErrors.push(msg.text());
+  });
+  await page.goto('/', { waitUntil: 'domcontentloaded' });
+  await waitForStatus(page, 'connected');
+  return page;
+}
+
+async function waitForStatus(page, state, timeout = 10000) {
+  await page.locator(`#status[data-state="${state}"]`).waitFor({ state: 'attached', timeout });
+}
+
+// Ids of the posts shown in #feed, in DOM order.
+function feedIds(page) {
+  return page.$$eval('#feed .post[data-id]', (nodes) => nodes.map((n) => Number(n.dataset.id)));
+}
+
+// Wait until every id in `expected` is shown on the page.
+async function waitForIds(page, expected, timeout = 10000) {
+  await page.waitForFunction(
+    (want) => {
+      const have = new Set(Array.from(document.querySelectorAll('#feed .post[data-id]'), (n) => Number(n.dataset.id)));
+      return want.every((id) => have.has(id));
+    },
+    expected,
+    { timeout, polling: 50 },
+  );
+}
+
+// The feed is newest first, without duplicates: strictly descending ids.
+function assertStrictlyDescending(assert, ids, label = 'feed ids') {
+  for (let i = 1; i < ids.length; i++) {
+    assert.ok(ids[i - 1] > ids[i], `${label} must be strictly descending and unique, got ${JSON.stringify(ids)}`);
+  }
+}
+
+// Record every value #status[data-state] takes from now on into
+// window.__statusStates, so short-lived states cannot be missed by polling.
+async function recordStatusStates(page) {
+  await page.evaluate(() => {
+    const status = document.getElementById('status');
+    window.__statusStates = [status.dataset.state];
+    window.__statusTexts = [status.textContent.trim()];
+    new MutationObserver(() => {
+      window.__statusStates.push(status.dataset.state);
+      window.__statusTexts.push(status.textContent.trim());
+    }).observe(status, { attributes: true, childList: true, subtree: true, characterData: true });
+  });
+}
+
+async function screenshot(page, name, { fullPage = false, docsName = null } = {}) {
+  fs.mkdirSync(SCREENSHOT_DIR, { recursive: true });
+  const file = path.join(SCREENSHOT_DIR, `${name}.png`);
+  await page.screenshot({ path: file, fullPage, animations: 'disabled' });
+  // Refresh the committed screenshots in docs/ only when asked to.
+  if (docsName && process.env.UPDATE_DOCS_SCREENSHOTS === '1') {
+    fs.mkdirSync(DOCS_DIR, { recursive: true });
+    fs.copyFileSync(file, path.join(DOCS_DIR, docsName));
+  }
+  return file;
+}
+
+module.exports = {
+  REPO_ROOT,
+  SCREENSHOT_DIR,
+  LIVEFEED_BIN,
+  CHROMIUM_PATH,
+  IN_CI,
+  LivefeedServer,
+  missingPrerequisite,
+  freePort,
+  pollUntil,
+  withTimeout,
+  createPost,
+  createPosts,
+  launchBrowser,
+  openFeed,
+  waitForStatus,
+  feedIds,
+  waitForIds,
+  assertStrictlyDescending,
+  recordStatusStates,
+  screenshot,
+};
