@@ -1,1 +1,34 @@
+//! livefeed: a realtime post feed server.
+//!
+//! An HTTP client creates a post; livefeed stores it durably in sled and
+//! pushes it at once to every connected client. Each push connection is an
+//! actor registered with one hub actor (crate `livefeed-actors`); the
+//! `POST /posts` route stores the post and sends the hub a broadcast.
+//!
+//! Layout:
+//! - [`config`]: flags and environment variables;
+//! - [`server`]: binding, running and graceful shutdown;
+//! - [`http`]: the routes and request limits;
+//! - [`post`]: the post wire format and validation;
+//! - [`store`]: sled storage with a group-commit writer;
+//! - [`ws`]: the `/ws` websocket transport;
+//! - [`error`]: API errors and their status codes;
+//! - [`metrics`], [`assets`], [`logging`]: `/metrics`, the embedded demo,
+//!   log output.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
+
+pub mod assets;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod post;
+pub mod server;
+pub mod store;
+pub mod ws;
+
+pub use config::Config;
+pub use server::{run, Handle, ServerError};

@@ -1,1 +1,48 @@
-fn main(){}
+//! The `livefeed` binary: parses flags, installs logging and signal
+//! handling, and runs the server.
+
+use clap::Parser;
+use futures::StreamExt;
+use livefeed::config::{Cli, Command};
+use livefeed::server::{bind, run};
+use livefeed::{Config, ServerError};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use std::process::ExitCode;
+
+#[async_std::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match cli.command {
+        None => cli.serve,
+        Some(Command::Serve(config)) => *config,
+    };
+    livefeed::logging::init(config.log_format, config.log_level);
+    match serve(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("livefeed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), ServerError> {
+    let listener = bind(config.addr)?;
+    let signals = signal_hook_async_std::Signals::new([SIGINT, SIGTERM]).map_err(|source| {
+        ServerError::Listen {
+            addr: config.addr,
+            source,
+        }
+    })?;
+    let handle = signals.handle();
+    let shutdown = async move {
+        let mut signals = signals;
+        if let Some(signal) = signals.next().await {
+            log::info!("received signal {signal}");
+        }
+    };
+    let result = run(config, listener, shutdown).await;
+    handle.close();
+    result
+}

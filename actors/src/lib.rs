@@ -1,1 +1,34 @@
-pub fn x(){}
+//! livefeed's actors: one [`Hub`] and one [`Connection`] per connected client.
+//!
+//! The hub keeps the set of live connections and fans every new post out to
+//! them, in post-id order, without ever waiting on a client. A connection
+//! actor owns the only writer of its client's transport, applies the
+//! heartbeat policy and enforces the backlog bound that keeps a slow client
+//! from costing the server unbounded memory.
+//!
+//! Nothing here knows about HTTP, websockets or storage: a connection writes
+//! to an [`Outbound`] sink and the hub reads missed posts from a [`History`],
+//! so the crate's tests run hub and connections on in-memory sinks.
+//!
+//! Layout:
+//! - [`delivery`]: a post ready to fan out, encoded once per wire format;
+//! - [`hub`]: the hub actor and its messages;
+//! - [`connection`]: the connection actor, the sink trait and close reasons;
+//! - [`metrics`]: counters shared with the HTTP layer.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
+
+pub mod connection;
+pub mod delivery;
+pub mod hub;
+pub mod metrics;
+
+pub use connection::{
+    Close, Connection, ConnectionConfig, ConnectionId, Control, Deliver, Inbound, Outbound,
+};
+pub use delivery::{Delivery, Encoding};
+pub use hub::{
+    Broadcast, CloseAll, History, Hub, HubConfig, HubStats, Join, Joined, Leave, Stats, Tick,
+};
+pub use metrics::Metrics;

@@ -1,0 +1,395 @@
+//! The connection actor: one per connected client, the only writer of its
+//! transport.
+//!
+//! A connection joins the hub in `started`, sends the welcome frame, replays
+//! missed posts when the client asked for them, then writes every post the
+//! hub forwards. Its inbound side is read by a small task that only records
+//! liveness and reports the end of the stream, so nothing a client sends is
+//! ever queued without bound.
+
+use crate::delivery::Delivery;
+use crate::hub::{History, Hub, Join, Leave};
+use crate::metrics::Metrics;
+use async_trait::async_trait;
+use futures::future::{AbortHandle, Abortable};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use xactor::{Actor, Addr, Context, Handler, Message};
+
+/// Identifies a connection for its whole life; unique within a process.
+pub type ConnectionId = u64;
+
+/// Posts a replay reads from history at a time.
+const REPLAY_PAGE: usize = 256;
+
+/// Why a connection is being closed, as a websocket close code and reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Close {
+    /// Websocket close code (RFC 6455 section 7.4).
+    pub code: u16,
+    /// Short human-readable reason sent with the code.
+    pub reason: &'static str,
+}
+
+impl Close {
+    /// The server is shutting down.
+    pub const GOING_AWAY: Close = Close {
+        code: 1001,
+        reason: "server shutting down",
+    };
+    /// The client's backlog passed the bound: it reads too slowly.
+    pub const SLOW_CONSUMER: Close = Close {
+        code: 1008,
+        reason: "slow consumer: backlog limit exceeded, reconnect with since",
+    };
+    /// The client sent a frame over the inbound size limit.
+    pub const TOO_BIG: Close = Close {
+        code: 1009,
+        reason: "frame too big",
+    };
+    /// The client sent something the protocol does not allow.
+    pub const PROTOCOL_ERROR: Close = Close {
+        code: 1002,
+        reason: "protocol error",
+    };
+    /// The client stopped answering heartbeats.
+    pub const HEARTBEAT_TIMEOUT: Close = Close {
+        code: 4408,
+        reason: "heartbeat timeout",
+    };
+}
+
+/// The writing half of a client's transport.
+///
+/// Implementations encode frames for their wire format; every call is made
+/// by the connection actor alone, and each is bounded by the configured
+/// write timeout.
+#[async_trait]
+pub trait Outbound: Send + 'static {
+    /// The first frame: the connection's id and the newest post id at the
+    /// moment it joined (replay, if any, ends there and live posts follow).
+    async fn welcome(&mut self, id: ConnectionId, last_post_id: Option<u64>) -> io::Result<()>;
+    /// One post.
+    async fn deliver(&mut self, delivery: &Delivery) -> io::Result<()>;
+    /// A heartbeat probe; the peer is expected to answer with something
+    /// that its inbound stream reports as [`Inbound::Alive`].
+    async fn ping(&mut self) -> io::Result<()>;
+    /// A close frame with `close`'s code; the actor stops afterwards.
+    async fn close(&mut self, close: Close) -> io::Result<()>;
+}
+
+/// What the reader of a client's transport reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    /// The peer sent something (a pong, a frame): it is alive.
+    Alive,
+    /// The peer sent a frame over the size limit.
+    TooBig,
+    /// The peer broke the protocol.
+    Invalid,
+    /// The peer closed the stream, or it failed.
+    Closed,
+}
+
+/// Limits and timings of one connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// A peer silent for longer than this is closed at the next heartbeat.
+    pub idle_timeout: Duration,
+    /// A single write (or close) that takes longer than this ends the
+    /// connection.
+    pub write_timeout: Duration,
+    /// Undelivered frames after which the connection counts as slow.
+    pub max_backlog_frames: usize,
+    /// Undelivered bytes after which the connection counts as slow.
+    pub max_backlog_bytes: usize,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(45),
+            write_timeout: Duration::from_secs(20),
+            max_backlog_frames: 256,
+            max_backlog_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Frames and bytes forwarded by the hub and not yet written, shared by the
+/// hub (which reserves) and the connection (which releases).
+#[derive(Debug, Default)]
+pub(crate) struct Backlog {
+    frames: AtomicUsize,
+    bytes: AtomicUsize,
+    /// Set by the hub when it drops the connection for being slow: the
+    /// actor then skips whatever is still queued and closes.
+    kicked: AtomicBool,
+}
+
+impl Backlog {
+    /// Reserves room for one frame of `cost` bytes, or reports that the
+    /// bound is passed.
+    pub(crate) fn try_reserve(&self, cost: usize, config: &ConnectionConfig) -> bool {
+        let frames = self.frames.fetch_add(1, Ordering::AcqRel) + 1;
+        let bytes = self.bytes.fetch_add(cost, Ordering::AcqRel) + cost;
+        frames <= config.max_backlog_frames && bytes <= config.max_backlog_bytes
+    }
+
+    fn release(&self, cost: usize) {
+        self.frames.fetch_sub(1, Ordering::AcqRel);
+        self.bytes.fetch_sub(cost, Ordering::AcqRel);
+    }
+
+    pub(crate) fn kick(&self) {
+        self.kicked.store(true, Ordering::Release);
+    }
+
+    fn is_kicked(&self) -> bool {
+        self.kicked.load(Ordering::Acquire)
+    }
+}
+
+/// A post forwarded by the hub.
+pub struct Deliver(pub(crate) Arc<Delivery>);
+
+impl Message for Deliver {
+    type Result = ();
+}
+
+/// Control messages, from the hub or from the transport that owns the
+/// connection.
+#[derive(Debug, Clone, Copy)]
+pub enum Control {
+    /// Heartbeat: ping the peer, or close it if it has been silent too long.
+    Tick,
+    /// Close with this reason and stop.
+    Shutdown(Close),
+}
+
+impl Message for Control {
+    type Result = ();
+}
+
+/// The end of the inbound stream, reported by the reader task.
+struct PeerGone(Inbound);
+
+impl Message for PeerGone {
+    type Result = ();
+}
+
+/// Runs one write with a deadline: a peer that stops reading must not hold
+/// its connection actor forever.
+async fn bounded<T>(
+    timeout: Duration,
+    write: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    async_std::future::timeout(timeout, write)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")))
+}
+
+/// One client connection.
+pub struct Connection<S: Outbound> {
+    id: ConnectionId,
+    sink: S,
+    hub: Addr<Hub>,
+    history: Arc<dyn History>,
+    metrics: Arc<Metrics>,
+    config: ConnectionConfig,
+    since: Option<u64>,
+    backlog: Arc<Backlog>,
+    inbound: Option<BoxStream<'static, Inbound>>,
+    reader: Option<AbortHandle>,
+    /// Milliseconds after `born` at which the peer was last heard from.
+    last_seen_ms: Arc<AtomicU64>,
+    born: Instant,
+    closing: bool,
+}
+
+impl<S: Outbound> Connection<S> {
+    /// A connection writing to `sink` and reading liveness from `inbound`.
+    ///
+    /// With `since`, every stored post with a higher id is sent before live
+    /// posts, with no gap and no duplicate between the two.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: ConnectionId,
+        sink: S,
+        inbound: BoxStream<'static, Inbound>,
+        since: Option<u64>,
+        hub: Addr<Hub>,
+        history: Arc<dyn History>,
+        metrics: Arc<Metrics>,
+        config: ConnectionConfig,
+    ) -> Self {
+        Self {
+            id,
+            sink,
+            hub,
+            history,
+            metrics,
+            config,
+            since,
+            backlog: Arc::default(),
+            inbound: Some(inbound),
+            reader: None,
+            last_seen_ms: Arc::default(),
+            born: Instant::now(),
+            closing: false,
+        }
+    }
+
+    async fn write(&mut self, delivery: &Delivery) -> io::Result<()> {
+        bounded(self.config.write_timeout, self.sink.deliver(delivery)).await?;
+        Metrics::add(&self.metrics.frames_delivered, 1);
+        Ok(())
+    }
+
+    /// Sends every stored post in `(since, upto]`, oldest first.
+    async fn replay(&mut self, since: u64, upto: u64) -> anyhow::Result<()> {
+        let mut cursor = since;
+        while cursor < upto {
+            let page = self.history.after(cursor, upto, REPLAY_PAGE)?;
+            let Some(last) = page.last() else { break };
+            cursor = last.id;
+            for delivery in &page {
+                self.write(delivery).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self, ctx: &mut Context<Self>, close: Close) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        if let Err(e) = bounded(self.config.write_timeout, self.sink.close(close)).await {
+            log::debug!("connection {}: close failed: {e}", self.id);
+        }
+        ctx.stop(None);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let now = self.born.elapsed();
+        now.saturating_sub(Duration::from_millis(
+            self.last_seen_ms.load(Ordering::Relaxed),
+        ))
+    }
+}
+
+#[async_trait]
+impl<S: Outbound> Actor for Connection<S> {
+    async fn started(&mut self, ctx: &mut Context<Self>) -> xactor::Result<()> {
+        let addr = ctx.address();
+        let joined = self
+            .hub
+            .call(Join {
+                id: self.id,
+                deliver: addr.sender::<Deliver>(),
+                control: addr.sender::<Control>(),
+                backlog: self.backlog.clone(),
+            })
+            .await?;
+        let id = self.id;
+        let last = joined.last_post_id;
+        let welcomed = bounded(self.config.write_timeout, self.sink.welcome(id, last)).await;
+        let replayed = match (welcomed, self.since, last) {
+            (Err(e), _, _) => Err(e.into()),
+            (Ok(()), Some(since), Some(last)) => self.replay(since, last).await,
+            (Ok(()), _, _) => Ok(()),
+        };
+        if let Err(e) = replayed {
+            log::debug!("connection {id}: closed during welcome or replay: {e}");
+            self.hub.send(Leave(id)).ok();
+            return Err(e);
+        }
+
+        let (handle, registration) = AbortHandle::new_pair();
+        self.reader = Some(handle);
+        if let Some(mut inbound) = self.inbound.take() {
+            let gone = addr.sender::<PeerGone>();
+            let last_seen = self.last_seen_ms.clone();
+            let born = self.born;
+            async_std::task::spawn(Abortable::new(
+                async move {
+                    let end = loop {
+                        match inbound.next().await {
+                            Some(Inbound::Alive) => {
+                                let now = born.elapsed().as_millis() as u64;
+                                last_seen.store(now, Ordering::Relaxed);
+                            }
+                            Some(other) => break other,
+                            None => break Inbound::Closed,
+                        }
+                    };
+                    gone.send(PeerGone(end)).ok();
+                },
+                registration,
+            ));
+        }
+        Ok(())
+    }
+
+    async fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        if let Some(reader) = self.reader.take() {
+            reader.abort();
+        }
+        self.hub.send(Leave(self.id)).ok();
+    }
+}
+
+#[async_trait]
+impl<S: Outbound> Handler<Deliver> for Connection<S> {
+    async fn handle(&mut self, ctx: &mut Context<Self>, Deliver(delivery): Deliver) {
+        self.backlog.release(delivery.cost());
+        if self.closing || self.backlog.is_kicked() {
+            return;
+        }
+        if let Err(e) = self.write(&delivery).await {
+            log::debug!("connection {}: write failed: {e}", self.id);
+            self.closing = true;
+            ctx.stop(None);
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Outbound> Handler<Control> for Connection<S> {
+    async fn handle(&mut self, ctx: &mut Context<Self>, msg: Control) {
+        match msg {
+            Control::Shutdown(close) => self.close(ctx, close).await,
+            Control::Tick if self.closing => {}
+            Control::Tick => {
+                if self.silent_for() > self.config.idle_timeout {
+                    Metrics::add(&self.metrics.heartbeat_timeouts, 1);
+                    log::info!("connection {}: heartbeat timeout", self.id);
+                    self.close(ctx, Close::HEARTBEAT_TIMEOUT).await;
+                } else if let Err(e) = bounded(self.config.write_timeout, self.sink.ping()).await {
+                    log::debug!("connection {}: ping failed: {e}", self.id);
+                    self.closing = true;
+                    ctx.stop(None);
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Outbound> Handler<PeerGone> for Connection<S> {
+    async fn handle(&mut self, ctx: &mut Context<Self>, PeerGone(why): PeerGone) {
+        match why {
+            Inbound::TooBig => self.close(ctx, Close::TOO_BIG).await,
+            Inbound::Invalid => self.close(ctx, Close::PROTOCOL_ERROR).await,
+            Inbound::Alive | Inbound::Closed => {
+                self.closing = true;
+                ctx.stop(None);
+            }
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The hub: the set of live connections and the fan-out of new posts.
+//!
+//! The hub never awaits a client. It hands each connection a pointer to the
+//! shared [`Delivery`] through the connection's mailbox after reserving room
+//! in that connection's backlog; a connection whose backlog is full is
+//! dropped from the set and told to close as a slow consumer.
+//!
+//! Posts reach the hub in any order (concurrent HTTP handlers race to send
+//! [`Broadcast`]) but leave it in id order: a post whose predecessors have
+//! not been broadcast yet pulls them from [`History`] first, and a post
+//! already broadcast that way is ignored when its own message arrives.
+
+use crate::connection::{Backlog, Close, ConnectionConfig, ConnectionId, Control, Deliver};
+use crate::delivery::Delivery;
+use crate::metrics::Metrics;
+use async_trait::async_trait;
+use futures::channel::oneshot;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use xactor::{Actor, Context, Handler, Message, Sender};
+
+/// Read access to stored posts, for replay and for filling broadcast gaps.
+pub trait History: Send + Sync + 'static {
+    /// The newest stored post id, if any.
+    fn last_id(&self) -> anyhow::Result<Option<u64>>;
+    /// Up to `limit` stored posts with `after < id <= upto`, ascending.
+    fn after(&self, after: u64, upto: u64, limit: usize) -> anyhow::Result<Vec<Arc<Delivery>>>;
+}
+
+/// Hub settings.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// How often every connection is pinged (and checked for silence).
+    pub heartbeat_interval: Duration,
+    /// Backlog bounds, shared with the connections.
+    pub connection: ConnectionConfig,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(25),
+            connection: ConnectionConfig::default(),
+        }
+    }
+}
+
+/// Registers a connection. Answers with the newest post id at that moment:
+/// every later post reaches the connection live, every earlier one is the
+/// connection's to replay if it wants to.
+pub struct Join {
+    /// The connection's id.
+    pub id: ConnectionId,
+    pub(crate) deliver: Sender<Deliver>,
+    pub(crate) control: Sender<Control>,
+    pub(crate) backlog: Arc<Backlog>,
+}
+
+/// The answer to [`Join`].
+#[derive(Debug, Clone, Copy)]
+pub struct Joined {
+    /// The newest post id when the connection joined.
+    pub last_post_id: Option<u64>,
+}
+
+impl Message for Join {
+    type Result = Joined;
+}
+
+/// Removes a connection; sent by the connection itself when it stops.
+#[derive(Debug)]
+pub struct Leave(pub ConnectionId);
+
+impl Message for Leave {
+    type Result = ();
+}
+
+/// A stored post to fan out to every connection.
+#[derive(Debug)]
+pub struct Broadcast(pub Arc<Delivery>);
+
+impl Message for Broadcast {
+    type Result = ();
+}
+
+/// The heartbeat timer's tick; forwarded to every connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Tick;
+
+impl Message for Tick {
+    type Result = ();
+}
+
+/// Closes every connection with a reason. Answers with a receiver that
+/// completes once all of them have left.
+#[derive(Debug, Clone, Copy)]
+pub struct CloseAll(pub Close);
+
+impl Message for CloseAll {
+    type Result = oneshot::Receiver<()>;
+}
+
+/// Asks for the hub's view: connections and the newest broadcast id.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats;
+
+/// The answer to [`Stats`].
+#[derive(Debug, Clone, Copy)]
+pub struct HubStats {
+    /// Connections registered.
+    pub connections: usize,
+    /// The newest post id broadcast (or stored at start).
+    pub last_post_id: Option<u64>,
+}
+
+impl Message for Stats {
+    type Result = HubStats;
+}
+
+struct Entry {
+    deliver: Sender<Deliver>,
+    control: Sender<Control>,
+    backlog: Arc<Backlog>,
+}
+
+/// The hub actor.
+pub struct Hub {
+    connections: HashMap<ConnectionId, Entry>,
+    last_id: Option<u64>,
+    history: Arc<dyn History>,
+    metrics: Arc<Metrics>,
+    config: HubConfig,
+    closing: Option<Close>,
+    drained: Vec<oneshot::Sender<()>>,
+}
+
+impl Hub {
+    /// A hub over `history`, whose newest post is the starting point.
+    pub fn new(
+        history: Arc<dyn History>,
+        metrics: Arc<Metrics>,
+        config: HubConfig,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            connections: HashMap::new(),
+            last_id: history.last_id()?,
+            history,
+            metrics,
+            config,
+            closing: None,
+            drained: Vec::new(),
+        })
+    }
+
+    fn fan_out(&mut self, delivery: &Arc<Delivery>) {
+        let cost = delivery.cost();
+        let limits = &self.config.connection;
+        let metrics = &self.metrics;
+        self.connections.retain(|id, entry| {
+            if !entry.backlog.try_reserve(cost, limits) {
+                log::info!("connection {id}: slow consumer, disconnecting");
+                entry.backlog.kick();
+                entry
+                    .control
+                    .send(Control::Shutdown(Close::SLOW_CONSUMER))
+                    .ok();
+                Metrics::add(&metrics.slow_consumer_disconnects, 1);
+                Metrics::add(&metrics.connected, u64::MAX); // wrapping decrement
+                return false;
+            }
+            entry.deliver.send(Deliver(delivery.clone())).is_ok()
+        });
+        Metrics::add(&self.metrics.posts_broadcast, 1);
+        self.last_id = Some(delivery.id);
+    }
+
+    fn check_drained(&mut self) {
+        if self.connections.is_empty() {
+            for waiter in self.drained.drain(..) {
+                waiter.send(()).ok();
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Actor for Hub {
+    async fn started(&mut self, ctx: &mut Context<Self>) -> xactor::Result<()> {
+        ctx.send_interval(Tick, self.config.heartbeat_interval);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Handler<Join> for Hub {
+    async fn handle(&mut self, _ctx: &mut Context<Self>, join: Join) -> Joined {
+        if let Some(close) = self.closing {
+            join.control.send(Control::Shutdown(close)).ok();
+        } else {
+            Metrics::add(&self.metrics.connected, 1);
+            Metrics::add(&self.metrics.connections_total, 1);
+            let entry = Entry {
+                deliver: join.deliver,
+                control: join.control,
+                backlog: join.backlog,
+            };
+            self.connections.insert(join.id, entry);
+        }
+        Joined {
+            last_post_id: self.last_id,
+        }
+    }
+}
+
+#[async_trait]
+impl Handler<Leave> for Hub {
+    async fn handle(&mut self, _ctx: &mut Context<Self>, Leave(id): Leave) {
+        if self.connections.remove(&id).is_some() {
+            Metrics::add(&self.metrics.connected, u64::MAX); // wrapping decrement
+        }
+        self.check_drained();
+    }
+}
+
+#[async_trait]
+impl Handler<Broadcast> for Hub {
+    async fn handle(&mut self, _ctx: &mut Context<Self>, Broadcast(delivery): Broadcast) {
+        let last = self.last_id.unwrap_or(0);
+        if delivery.id <= last && self.last_id.is_some() {
+            return; // already delivered while filling a gap
+        }
+        if delivery.id > last + 1 {
+            // Posts before this one are durable but their own broadcasts have
+            // not arrived yet: send them first so clients see id order.
+            match self.history.after(last, delivery.id - 1, usize::MAX) {
+                Ok(missing) => {
+                    for earlier in &missing {
+                        self.fan_out(earlier);
+                    }
+                }
+                Err(e) => log::error!("hub: reading posts {last}..{} failed: {e}", delivery.id),
+            }
+        }
+        self.fan_out(&delivery);
+    }
+}
+
+#[async_trait]
+impl Handler<Tick> for Hub {
+    async fn handle(&mut self, _ctx: &mut Context<Self>, _: Tick) {
+        for entry in self.connections.values() {
+            entry.control.send(Control::Tick).ok();
+        }
+    }
+}
+
+#[async_trait]
+impl Handler<CloseAll> for Hub {
+    async fn handle(
+        &mut self,
+        _ctx: &mut Context<Self>,
+        CloseAll(close): CloseAll,
+    ) -> oneshot::Receiver<()> {
+        self.closing = Some(close);
+        for entry in self.connections.values() {
+            entry.control.send(Control::Shutdown(close)).ok();
+        }
+        let (tx, rx) = oneshot::channel();
+        self.drained.push(tx);
+        self.check_drained();
+        rx
+    }
+}
+
+#[async_trait]
+impl Handler<Stats> for Hub {
+    async fn handle(&mut self, _ctx: &mut Context<Self>, _: Stats) -> HubStats {
+        HubStats {
+            connections: self.connections.len(),
+            last_post_id: self.last_id,
+        }
+    }
+}

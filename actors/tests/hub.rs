@@ -1,0 +1,346 @@
+//! Hub and connection actors on in-memory sinks: registration, fan-out,
+//! ordering, replay and the slow-consumer bound.
+
+use async_std::channel::{unbounded, Receiver, Sender};
+use async_std::future::timeout;
+use async_trait::async_trait;
+use futures::StreamExt;
+use livefeed_actors::{
+    Broadcast, Close, CloseAll, Connection, ConnectionConfig, ConnectionId, Delivery, Encoding,
+    History, Hub, HubConfig, Inbound, Metrics, Outbound, Stats,
+};
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use xactor::{Actor, Addr};
+
+const WAIT: Duration = Duration::from_secs(10);
+const PLAIN: Encoding = Encoding::new(0, |id, post| format!("{id}:{post}"));
+
+#[derive(Debug, Clone, PartialEq)]
+enum Event {
+    Welcome(Option<u64>),
+    Post(u64),
+    Ping,
+    Closed(u16),
+}
+
+/// Records what the connection writes; with a gate, each post write first
+/// waits for a token (or for the gate to be closed).
+struct MemSink {
+    events: Sender<Event>,
+    gate: Option<Receiver<()>>,
+}
+
+#[async_trait]
+impl Outbound for MemSink {
+    async fn welcome(&mut self, _id: ConnectionId, last: Option<u64>) -> io::Result<()> {
+        self.events.send(Event::Welcome(last)).await.ok();
+        Ok(())
+    }
+    async fn deliver(&mut self, delivery: &Delivery) -> io::Result<()> {
+        if let Some(gate) = &self.gate {
+            gate.recv().await.ok();
+        }
+        let frame = delivery.frame(PLAIN);
+        assert!(frame.starts_with(&format!("{}:", delivery.id)));
+        self.events.send(Event::Post(delivery.id)).await.ok();
+        Ok(())
+    }
+    async fn ping(&mut self) -> io::Result<()> {
+        self.events.send(Event::Ping).await.ok();
+        Ok(())
+    }
+    async fn close(&mut self, close: Close) -> io::Result<()> {
+        self.events.send(Event::Closed(close.code)).await.ok();
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct MemHistory(Mutex<BTreeMap<u64, Arc<Delivery>>>);
+
+impl MemHistory {
+    fn store(&self, id: u64) -> Arc<Delivery> {
+        let d = Delivery::new(id, format!("{{\"id\":{id}}}"));
+        self.0.lock().unwrap().insert(id, d.clone());
+        d
+    }
+}
+
+impl History for MemHistory {
+    fn last_id(&self) -> anyhow::Result<Option<u64>> {
+        Ok(self.0.lock().unwrap().keys().next_back().copied())
+    }
+    fn after(&self, after: u64, upto: u64, limit: usize) -> anyhow::Result<Vec<Arc<Delivery>>> {
+        let map = self.0.lock().unwrap();
+        Ok(map
+            .range(after + 1..=upto)
+            .take(limit)
+            .map(|(_, d)| d.clone())
+            .collect())
+    }
+}
+
+struct World {
+    hub: Addr<Hub>,
+    history: Arc<MemHistory>,
+    metrics: Arc<Metrics>,
+    config: ConnectionConfig,
+    next_id: ConnectionId,
+}
+
+impl World {
+    async fn new(config: ConnectionConfig) -> Self {
+        let history = Arc::new(MemHistory::default());
+        Self::with_history(history, config).await
+    }
+
+    async fn with_history(history: Arc<MemHistory>, config: ConnectionConfig) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let hub_config = HubConfig {
+            heartbeat_interval: Duration::from_secs(3600),
+            connection: config.clone(),
+        };
+        let hub = Hub::new(history.clone(), metrics.clone(), hub_config)
+            .unwrap()
+            .start()
+            .await
+            .unwrap();
+        Self {
+            hub,
+            history,
+            metrics,
+            config,
+            next_id: 0,
+        }
+    }
+
+    /// Starts a connection; returns its event stream and address.
+    async fn connect(
+        &mut self,
+        since: Option<u64>,
+        gate: Option<Receiver<()>>,
+    ) -> (Receiver<Event>, Addr<Connection<MemSink>>) {
+        let (tx, rx) = unbounded();
+        self.next_id += 1;
+        let conn = Connection::new(
+            self.next_id,
+            MemSink { events: tx, gate },
+            futures::stream::pending::<Inbound>().boxed(),
+            since,
+            self.hub.clone(),
+            self.history.clone(),
+            self.metrics.clone(),
+            self.config.clone(),
+        );
+        let addr = conn.start().await.unwrap();
+        (rx, addr)
+    }
+
+    async fn publish(&self, id: u64) {
+        let d = self.history.store(id);
+        self.hub.send(Broadcast(d)).unwrap();
+    }
+
+    async fn connections(&self) -> usize {
+        self.hub.call(Stats).await.unwrap().connections
+    }
+}
+
+async fn next(rx: &Receiver<Event>) -> Event {
+    timeout(WAIT, rx.recv())
+        .await
+        .expect("timed out waiting for an event")
+        .expect("sink dropped")
+}
+
+async fn posts(rx: &Receiver<Event>, n: usize) -> Vec<u64> {
+    let mut ids = Vec::new();
+    while ids.len() < n {
+        match next(rx).await {
+            Event::Post(id) => ids.push(id),
+            Event::Ping => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    ids
+}
+
+#[async_std::test]
+async fn registration_and_removal() {
+    let mut w = World::new(ConnectionConfig::default()).await;
+    let (rx_a, mut a) = w.connect(None, None).await;
+    let (_rx_b, _b) = w.connect(None, None).await;
+    assert_eq!(next(&rx_a).await, Event::Welcome(None));
+    assert_eq!(w.connections().await, 2);
+
+    a.stop(None).unwrap();
+    a.wait_for_stop().await;
+    // The connection's Leave is sent from `stopped`; a call queued after it
+    // is answered after it.
+    assert_eq!(w.connections().await, 1);
+    assert_eq!(Metrics::get(&w.metrics.connected), 1);
+}
+
+#[async_std::test]
+async fn broadcast_reaches_every_connection_in_order() {
+    let mut w = World::new(ConnectionConfig::default()).await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let (rx, addr) = w.connect(None, None).await;
+        assert_eq!(next(&rx).await, Event::Welcome(None));
+        clients.push((rx, addr));
+    }
+    for id in 1..=50 {
+        w.publish(id).await;
+    }
+    let want: Vec<u64> = (1..=50).collect();
+    for (rx, _) in &clients {
+        assert_eq!(posts(rx, 50).await, want);
+    }
+    assert_eq!(Metrics::get(&w.metrics.frames_delivered), 20 * 50);
+}
+
+#[async_std::test]
+async fn out_of_order_broadcasts_are_delivered_in_id_order_once() {
+    let mut w = World::new(ConnectionConfig::default()).await;
+    let (rx, _addr) = w.connect(None, None).await;
+    next(&rx).await;
+    // Posts 1..=3 are stored; their broadcasts arrive as 3, 1, 2.
+    let d1 = w.history.store(1);
+    let d2 = w.history.store(2);
+    let d3 = w.history.store(3);
+    w.hub.send(Broadcast(d3)).unwrap();
+    w.hub.send(Broadcast(d1)).unwrap();
+    w.hub.send(Broadcast(d2)).unwrap();
+    w.publish(4).await;
+    assert_eq!(posts(&rx, 4).await, vec![1, 2, 3, 4]);
+    // A barrier: everything sent before it has been handled by the hub.
+    w.hub.call(Stats).await.unwrap();
+    assert!(rx.is_empty(), "a post was delivered twice");
+}
+
+#[async_std::test]
+async fn replay_joins_live_without_gap_or_duplicate() {
+    let history = Arc::new(MemHistory::default());
+    for id in 1..=600 {
+        history.store(id);
+    }
+    let mut w = World::with_history(
+        history,
+        ConnectionConfig {
+            max_backlog_frames: 10_000,
+            max_backlog_bytes: 1 << 30,
+            ..ConnectionConfig::default()
+        },
+    )
+    .await;
+    let (rx, _addr) = w.connect(Some(100), None).await;
+    for id in 601..=700 {
+        w.publish(id).await;
+    }
+    assert_eq!(next(&rx).await, Event::Welcome(Some(600)));
+    let got = posts(&rx, 600).await;
+    assert_eq!(got, (101..=700).collect::<Vec<_>>());
+}
+
+#[async_std::test]
+async fn stalled_connection_is_disconnected_without_delaying_others() {
+    let config = ConnectionConfig {
+        max_backlog_frames: 8,
+        write_timeout: Duration::from_secs(60),
+        ..ConnectionConfig::default()
+    };
+    let mut w = World::new(config).await;
+    let (gate_tx, gate_rx) = unbounded::<()>();
+    let (slow_rx, slow) = w.connect(None, Some(gate_rx)).await;
+    let (fast_rx, _fast) = w.connect(None, None).await;
+    next(&slow_rx).await;
+    next(&fast_rx).await;
+
+    // The healthy client gets every post while the slow one is stuck in
+    // its first write.
+    for id in 1..=100 {
+        w.publish(id).await;
+        assert_eq!(posts(&fast_rx, 1).await, vec![id]);
+    }
+    assert_eq!(w.connections().await, 1);
+    assert_eq!(Metrics::get(&w.metrics.slow_consumer_disconnects), 1);
+
+    // Unstick it: it finishes the frame in flight, skips the rest of its
+    // backlog and closes with 1008.
+    drop(gate_tx);
+    assert_eq!(next(&slow_rx).await, Event::Post(1));
+    assert_eq!(next(&slow_rx).await, Event::Closed(1008));
+    timeout(WAIT, slow.wait_for_stop()).await.unwrap();
+}
+
+#[async_std::test]
+async fn close_all_closes_every_connection_and_reports_drained() {
+    let mut w = World::new(ConnectionConfig::default()).await;
+    let mut rxs = Vec::new();
+    let mut addrs = Vec::new();
+    for _ in 0..5 {
+        let (rx, addr) = w.connect(None, None).await;
+        next(&rx).await;
+        rxs.push(rx);
+        addrs.push(addr);
+    }
+    let drained = w.hub.call(CloseAll(Close::GOING_AWAY)).await.unwrap();
+    timeout(WAIT, drained).await.unwrap().unwrap();
+    for rx in &rxs {
+        assert_eq!(next(rx).await, Event::Closed(1001));
+    }
+    assert_eq!(w.connections().await, 0);
+}
+
+#[async_std::test]
+async fn silent_peer_is_closed_on_heartbeat() {
+    let config = ConnectionConfig {
+        idle_timeout: Duration::from_millis(100),
+        ..ConnectionConfig::default()
+    };
+    let metrics = Arc::new(Metrics::default());
+    let history = Arc::new(MemHistory::default());
+    let hub = Hub::new(
+        history.clone(),
+        metrics.clone(),
+        HubConfig {
+            heartbeat_interval: Duration::from_millis(50),
+            connection: config.clone(),
+        },
+    )
+    .unwrap()
+    .start()
+    .await
+    .unwrap();
+    let (tx, rx) = unbounded();
+    let conn = Connection::new(
+        1,
+        MemSink {
+            events: tx,
+            gate: None,
+        },
+        futures::stream::pending::<Inbound>().boxed(),
+        None,
+        hub,
+        history,
+        metrics.clone(),
+        config,
+    );
+    let _addr = conn.start().await.unwrap();
+    assert_eq!(next(&rx).await, Event::Welcome(None));
+    loop {
+        match next(&rx).await {
+            Event::Ping => continue,
+            Event::Closed(code) => {
+                assert_eq!(code, Close::HEARTBEAT_TIMEOUT.code);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(Metrics::get(&metrics.heartbeat_timeouts), 1);
+}

@@ -1,0 +1,137 @@
+//! Starting and stopping a server.
+//!
+//! [`run`] takes a bound listener and a shutdown future, so the binary
+//! passes its signal handler and tests pass a channel. On shutdown the
+//! server stops accepting, closes every push connection with 1001, waits
+//! (briefly) for them to go, and flushes the store.
+
+use crate::http::{self, AppState};
+use crate::store::{Store, StoreError};
+use crate::Config;
+use async_std::future::timeout;
+use futures::channel::oneshot;
+use futures::FutureExt;
+use livefeed_actors::{Close, CloseAll, Hub, HubConfig, Metrics};
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+use xactor::Actor;
+
+/// Pending connections the kernel queues before `accept`: a burst of
+/// clients reconnecting at once must not lose SYNs.
+pub const LISTEN_BACKLOG: i32 = 4096;
+/// How long shutdown waits for push connections to close.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Binding or serving the listener failed.
+    #[error("listener error on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The store could not be opened or closed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The hub actor could not start.
+    #[error("could not start the hub: {0}")]
+    Hub(String),
+}
+
+/// Binds `addr` with a deep accept queue.
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    use socket2::{Domain, Socket, Type};
+    let err = |source| ServerError::Listen { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(LISTEN_BACKLOG).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    Ok(socket.into())
+}
+
+/// Serves on `listener` until `shutdown` completes, then shuts down
+/// gracefully.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen {
+            addr: config.addr,
+            source,
+        })?;
+    let store = Store::open(&config.data_dir)?;
+    let metrics = Arc::new(Metrics::default());
+    let hub_config = HubConfig {
+        heartbeat_interval: config.heartbeat_interval,
+        connection: http::connection_config(&config),
+    };
+    let hub = Hub::new(store.clone(), metrics.clone(), hub_config)
+        .map_err(|e| ServerError::Hub(e.to_string()))?
+        .start()
+        .await
+        .map_err(|e| ServerError::Hub(e.to_string()))?;
+    let state = Arc::new(AppState::new(store.clone(), hub.clone(), metrics, config));
+    let app = http::app(state);
+    log::info!("livefeed listening on http://{addr}");
+
+    let serving = app.listen(async_std::net::TcpListener::from(listener));
+    futures::select! {
+        result = serving.fuse() => result.map_err(|source| ServerError::Listen { addr, source })?,
+        () = shutdown.fuse() => {}
+    }
+
+    log::info!("shutting down: closing push connections");
+    if let Ok(drained) = hub.call(CloseAll(Close::GOING_AWAY)).await {
+        if timeout(SHUTDOWN_GRACE, drained).await.is_err() {
+            log::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
+        }
+    }
+    store.close()?;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// A server running in the background, for tests and embedding.
+pub struct Handle {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    done: async_std::task::JoinHandle<Result<(), ServerError>>,
+}
+
+impl Handle {
+    /// Starts a server with `config`; its `addr` may use port 0.
+    pub fn spawn(config: Config) -> Result<Self, ServerError> {
+        let listener = bind(config.addr)?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Listen {
+                addr: config.addr,
+                source,
+            })?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = async_std::task::spawn(run(config, listener, stopped.map(drop)));
+        Ok(Self {
+            addr,
+            stop: Some(stop),
+            done,
+        })
+    }
+
+    /// Shuts the server down gracefully and waits for it.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        if let Some(stop) = self.stop.take() {
+            stop.send(()).ok();
+        }
+        self.done.await
+    }
+}

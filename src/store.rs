@@ -1,0 +1,348 @@
+//! Durable post storage on sled, behind a narrow interface.
+//!
+//! One writer thread owns every insert and every flush. Creates queue up
+//! while a flush is running and the next round takes them all at once, so
+//! concurrent clients share fsyncs (group commit) and sled's `flush_async`
+//! is never called from several tasks at once. Reads go straight to sled.
+//!
+//! Keys are post ids as big-endian `u64` (so key order is id order), values
+//! the post's JSON exactly as the API serves it.
+
+use crate::post::{NewPost, Post};
+use futures::channel::oneshot;
+use livefeed_actors::{Delivery, History};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::SystemTime;
+
+/// Most creates one flush commits; more wait for the next round.
+const MAX_BATCH: usize = 1024;
+/// Creates queued for the writer before callers wait for room.
+const QUEUE_DEPTH: usize = 16 * 1024;
+/// sled's page cache; posts are small and recent ones are what is read.
+const CACHE_BYTES: u64 = 64 << 20;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the data directory.
+    #[error("data directory {0} is in use by another livefeed process")]
+    Locked(String),
+    /// sled failed (disk full, I/O error, corruption).
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value is not a post.
+    #[error("stored post {id} is unreadable: {source}")]
+    Corrupt {
+        /// The post's id.
+        id: u64,
+        /// Why it did not parse.
+        source: serde_json::Error,
+    },
+    /// The store is shutting down.
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// A post as stored: the value and its JSON, serialised once.
+#[derive(Debug, Clone)]
+pub struct StoredPost {
+    /// The post.
+    pub post: Post,
+    /// `post` as JSON, exactly as stored and served.
+    pub json: Arc<str>,
+}
+
+/// A page of posts, newest first.
+#[derive(Debug)]
+pub struct Page {
+    /// Post JSON documents, newest first.
+    pub posts: Vec<sled::IVec>,
+    /// The `before` cursor of the next (older) page, if there is one.
+    pub next: Option<u64>,
+}
+
+struct WriteRequest {
+    post: NewPost,
+    reply: oneshot::Sender<Result<StoredPost, StoreError>>,
+}
+
+/// The post store.
+pub struct Store {
+    db: sled::Db,
+    posts: sled::Tree,
+    writer: async_channel::Sender<WriteRequest>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Arc<Self>, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Locked(dir.display().to_string())
+                }
+                other => StoreError::Sled(other),
+            })?;
+        let posts = db.open_tree("posts")?;
+        let next_id = match posts.last()? {
+            Some((key, _)) => key_to_id(&key) + 1,
+            None => 1,
+        };
+        let (tx, rx) = async_channel::bounded(QUEUE_DEPTH);
+        let writer = Writer {
+            db: db.clone(),
+            posts: posts.clone(),
+            next_id,
+        };
+        let thread = std::thread::Builder::new()
+            .name("livefeed-store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+        Ok(Arc::new(Self {
+            db,
+            posts,
+            writer: tx,
+            thread: Mutex::new(Some(thread)),
+        }))
+    }
+
+    /// Stores a post durably: when this returns `Ok`, the post is flushed
+    /// to disk.
+    pub async fn create(&self, post: NewPost) -> Result<StoredPost, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(WriteRequest { post, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The post with `id`, as JSON.
+    pub fn get(&self, id: u64) -> Result<Option<sled::IVec>, StoreError> {
+        Ok(self.posts.get(id.to_be_bytes())?)
+    }
+
+    /// Up to `limit` posts with ids below `before` (all when `None`),
+    /// newest first.
+    pub fn page(&self, before: Option<u64>, limit: usize) -> Result<Page, StoreError> {
+        let range = match before {
+            Some(before) => self.posts.range(..before.to_be_bytes()),
+            None => self.posts.iter(),
+        };
+        let mut posts = Vec::with_capacity(limit.min(128));
+        let mut last_id = None;
+        let mut more = false;
+        for entry in range.rev() {
+            let (key, value) = entry?;
+            if posts.len() == limit {
+                more = true;
+                break;
+            }
+            last_id = Some(key_to_id(&key));
+            posts.push(value);
+        }
+        Ok(Page {
+            posts,
+            next: if more { last_id } else { None },
+        })
+    }
+
+    /// The newest post id.
+    pub fn last_id(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.posts.last()?.map(|(key, _)| key_to_id(&key)))
+    }
+
+    /// Up to `limit` posts with `after < id <= upto`, oldest first.
+    pub fn range(
+        &self,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
+        if after >= upto {
+            return Ok(Vec::new());
+        }
+        let from = (after + 1).to_be_bytes();
+        let to = upto.to_be_bytes();
+        self.posts
+            .range(from..=to)
+            .take(limit)
+            .map(|entry| {
+                let (key, value) = entry?;
+                Ok((key_to_id(&key), value))
+            })
+            .collect()
+    }
+
+    /// Stops the writer after the creates already queued and flushes.
+    pub fn close(&self) -> Result<(), StoreError> {
+        self.writer.close();
+        let thread = self.thread.lock().map(|mut t| t.take()).unwrap_or(None);
+        if let Some(thread) = thread {
+            if thread.join().is_err() {
+                log::error!("store writer thread panicked");
+            }
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+impl History for Store {
+    fn last_id(&self) -> anyhow::Result<Option<u64>> {
+        Ok(Store::last_id(self)?)
+    }
+
+    fn after(&self, after: u64, upto: u64, limit: usize) -> anyhow::Result<Vec<Arc<Delivery>>> {
+        self.range(after, upto, limit)?
+            .into_iter()
+            .map(|(id, json)| {
+                let text = std::str::from_utf8(&json)
+                    .map_err(|e| anyhow::anyhow!("stored post {id} is not UTF-8: {e}"))?;
+                Ok(Delivery::new(id, text))
+            })
+            .collect()
+    }
+}
+
+fn key_to_id(key: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = key.len().min(8);
+    bytes[8 - n..].copy_from_slice(&key[key.len() - n..]);
+    u64::from_be_bytes(bytes)
+}
+
+/// The one thread that writes: assigns ids, inserts a batch, flushes,
+/// answers.
+struct Writer {
+    db: sled::Db,
+    posts: sled::Tree,
+    next_id: u64,
+}
+
+impl Writer {
+    fn run(mut self, rx: async_channel::Receiver<WriteRequest>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Ok(first) = rx.recv_blocking() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut batch);
+        }
+    }
+
+    fn commit(&mut self, batch: &mut Vec<WriteRequest>) {
+        let created_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let mut writes = sled::Batch::default();
+        let mut stored = Vec::with_capacity(batch.len());
+        for request in batch.iter() {
+            let post = Post {
+                id: self.next_id,
+                title: request.post.title.clone(),
+                content: request.post.content.clone(),
+                author: request.post.author.clone(),
+                created_at: created_at.clone(),
+            };
+            self.next_id += 1;
+            // A struct of strings and an integer always serialises.
+            let json: Arc<str> = serde_json::to_string(&post)
+                .expect("post serialises")
+                .into();
+            writes.insert(&post.id.to_be_bytes(), json.as_bytes());
+            stored.push(StoredPost { post, json });
+        }
+        let result = self
+            .posts
+            .apply_batch(writes)
+            .and_then(|()| self.db.flush().map(drop));
+        for (request, post) in batch.drain(..).zip(stored) {
+            let answer = match &result {
+                Ok(()) => Ok(post),
+                Err(e) => Err(StoreError::Sled(e.clone())),
+            };
+            request.reply.send(answer).ok();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_post(title: &str) -> NewPost {
+        NewPost {
+            title: title.into(),
+            content: "c".into(),
+            author: None,
+        }
+    }
+
+    #[async_std::test]
+    async fn ids_increase_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let a = store.create(new_post("a")).await.unwrap();
+            let b = store.create(new_post("b")).await.unwrap();
+            assert_eq!((a.post.id, b.post.id), (1, 2));
+            store.close().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.last_id().unwrap(), Some(2));
+        assert_eq!(store.create(new_post("c")).await.unwrap().post.id, 3);
+        let page = store.page(None, 2).unwrap();
+        assert_eq!(page.posts.len(), 2);
+        assert_eq!(page.next, Some(2));
+        let older = store.page(page.next, 2).unwrap();
+        assert_eq!(older.posts.len(), 1);
+        assert_eq!(older.next, None);
+        store.close().unwrap();
+    }
+
+    #[async_std::test]
+    async fn second_open_of_a_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _store = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::Locked(_)), "{err:?}");
+    }
+
+    #[async_std::test]
+    async fn concurrent_creates_get_distinct_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let store = store.clone();
+                async_std::task::spawn(async move {
+                    store
+                        .create(new_post(&i.to_string()))
+                        .await
+                        .unwrap()
+                        .post
+                        .id
+                })
+            })
+            .collect();
+        let mut ids = futures::future::join_all(tasks).await;
+        ids.sort_unstable();
+        assert_eq!(ids, (1..=200).collect::<Vec<_>>());
+        store.close().unwrap();
+    }
+}
