@@ -10,8 +10,9 @@ use log::{kv, LevelFilter, Log, Metadata, Record};
 use std::io::{IsTerminal, Write};
 use std::time::SystemTime;
 
-/// Installs the process logger. Call once.
-pub fn init(format: LogFormat, level: LevelFilter) {
+/// Installs the process logger. Call once. Answers whether log lines go to
+/// standard error (pretty) rather than standard output (ndjson).
+pub fn init(format: LogFormat, level: LevelFilter) -> bool {
     let pretty = match format {
         LogFormat::Pretty => true,
         LogFormat::Json => false,
@@ -24,6 +25,7 @@ pub fn init(format: LogFormat, level: LevelFilter) {
     } else {
         femme::with_level(level);
     }
+    pretty
 }
 
 /// `2026-11-25T21:40:00.123Z INFO  livefeed::http GET /posts 200 81us k=v`

@@ -16,12 +16,14 @@ async fn main() -> ExitCode {
         None => cli.serve,
         Some(Command::Serve(config)) => *config,
     };
-    livefeed::logging::init(config.log_format, config.log_level);
+    let logs_on_stderr = livefeed::logging::init(config.log_format, config.log_level);
     match serve(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
-            eprintln!("livefeed: {e}");
+            if !logs_on_stderr {
+                eprintln!("livefeed: {e}");
+            }
             ExitCode::FAILURE
         }
     }
