@@ -34,6 +34,8 @@
   // other clients may still be in flight on the socket.
   var streamCursor = null;
   var initialLoaded = false;
+  var initialPending = false;
+  var loadErrorShown = false; // the banner shows a failed initial load
   var olderCursor = null;
   var loadingOlder = false;
 
@@ -90,12 +92,14 @@
   // ---- banner ---------------------------------------------------------------
 
   function showBanner(message, kind) {
+    loadErrorShown = false;
     els.bannerText.textContent = message;
     els.banner.dataset.kind = kind || 'error';
     els.banner.hidden = false;
   }
 
   function hideBanner() {
+    loadErrorShown = false;
     els.banner.hidden = true;
     els.bannerText.textContent = '';
   }
@@ -380,16 +384,20 @@
 
   function connect() {
     clearTimers();
-    if (ws) return;
+    if (ws || initialPending) return;
     if (!navigator.onLine) { setStatus('offline', 'offline'); return; }
     setStatus('connecting', 'connecting…');
 
     if (!initialLoaded) {
+      initialPending = true;
       loadInitial().then(function () {
-        hideBanner();
+        initialPending = false;
+        if (loadErrorShown) hideBanner();
         openSocket();
-      }).catch(function (err) {
+      }, function (err) {
+        initialPending = false;
         showBanner(err && err.message ? err.message : 'Could not load posts.');
+        loadErrorShown = true;
         scheduleReconnect();
       });
       return;
@@ -399,6 +407,7 @@
 
   function openSocket() {
     if (ws) return;
+    if (!navigator.onLine) { setStatus('offline', 'offline'); return; }
     var socket;
     try {
       socket = new WebSocket(wsUrl());

@@ -46,6 +46,21 @@ function missingPrerequisite() {
   return null;
 }
 
+// Define a test suite that needs Chromium and the server binary. When one is
+// missing, the suite is skipped with the reason locally, but in CI a failing
+// test is registered instead: there a missing browser is never a skip.
+function e2eSuite(name, options, fn) {
+  const { describe, it } = require('node:test');
+  const missing = missingPrerequisite();
+  if (missing && IN_CI) {
+    it(`${name}: prerequisites present`, () => {
+      throw new Error(missing);
+    });
+    return;
+  }
+  describe(name, { ...options, skip: missing || false }, fn);
+}
+
 function withTimeout(promise, ms, what) {
   let timer;
   const timeout = new Promise((_, reject) => {
@@ -88,6 +103,23 @@ async function pollUntil(check, { timeout = 10000, interval = 50, what = 'condit
     }
     await delay(interval);
   }
+}
+
+// Servers still running when this process ends are killed, so an
+// interrupted run (Ctrl+C, run.sh's timeout) leaves no livefeed behind.
+const liveProcs = new Set();
+function killLiveProcs() {
+  for (const p of liveProcs) {
+    try { p.kill('SIGKILL'); } catch { /* already gone */ }
+  }
+  liveProcs.clear();
+}
+process.on('exit', killLiveProcs);
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => {
+    killLiveProcs();
+    process.kill(process.pid, sig);
+  });
 }
 
 class LivefeedServer {
@@ -133,14 +165,17 @@ class LivefeedServer {
       env: { ...process.env, RUST_BACKTRACE: '1' },
     });
     this.proc = proc;
+    liveProcs.add(proc);
     proc.stdout.on('data', (c) => this._log(c));
     proc.stderr.on('data', (c) => this._log(c));
     this.exited = new Promise((resolve) => {
       proc.on('exit', (code, signal) => {
+        liveProcs.delete(proc);
         if (this.proc === proc) this.proc = null;
         resolve({ code, signal });
       });
       proc.on('error', (err) => {
+        liveProcs.delete(proc);
         this._log(`spawn error: ${err.message}\n`);
         if (this.proc === proc) this.proc = null;
         resolve({ code: null, signal: null, error: err });
@@ -245,6 +280,21 @@ async function openFeed(browser, baseURL, { viewport = { width: 1280, height: 86
   page.on('console', (msg) => {
     if (msg.type() === 'error') page.consoleErrors.push(msg.text());
   });
+  // window.__postSeenAt[id]: wall-clock ms when a post first appeared in #feed.
+  await page.addInitScript(() => {
+    window.__postSeenAt = {};
+    document.addEventListener('DOMContentLoaded', () => {
+      const feed = document.getElementById('feed');
+      new MutationObserver((records) => {
+        const now = Date.now();
+        for (const r of records) {
+          for (const n of r.addedNodes) {
+            if (n.dataset && n.dataset.id && !(n.dataset.id in window.__postSeenAt)) window.__postSeenAt[n.dataset.id] = now;
+          }
+        }
+      }).observe(feed, { childList: true });
+    });
+  });
   await page.goto('/', { waitUntil: 'domcontentloaded' });
   await waitForStatus(page, 'connected');
   return page;
@@ -279,15 +329,18 @@ function assertStrictlyDescending(assert, ids, label = 'feed ids') {
 }
 
 // Record every value #status[data-state] takes from now on into
-// window.__statusStates, so short-lived states cannot be missed by polling.
+// window.__statusStates (and websocket close codes into window.__closeCodes),
+// so short-lived states cannot be missed by polling.
 async function recordStatusStates(page) {
   await page.evaluate(() => {
     const status = document.getElementById('status');
     window.__statusStates = [status.dataset.state];
     window.__statusTexts = [status.textContent.trim()];
-    new MutationObserver(() => {
+    window.__closeCodes = [];
+    new MutationObserver((records) => {
       window.__statusStates.push(status.dataset.state);
       window.__statusTexts.push(status.textContent.trim());
+      if (records.some((r) => r.attributeName === 'data-close-code')) window.__closeCodes.push(Number(status.dataset.closeCode));
     }).observe(status, { attributes: true, childList: true, subtree: true, characterData: true });
   });
 }
@@ -312,6 +365,7 @@ module.exports = {
   IN_CI,
   LivefeedServer,
   missingPrerequisite,
+  e2eSuite,
   freePort,
   pollUntil,
   withTimeout,

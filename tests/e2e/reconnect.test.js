@@ -3,22 +3,19 @@
 // "reconnecting", then resume with ?since=<id> and show every post in order,
 // once.
 
-const { describe, it, before, after } = require('node:test');
+const { it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const {
-  IN_CI, LivefeedServer, missingPrerequisite, createPost, createPosts, launchBrowser, openFeed,
+  LivefeedServer, e2eSuite, createPost, createPosts, launchBrowser, openFeed,
   waitForStatus, feedIds, waitForIds, assertStrictlyDescending, recordStatusStates, screenshot,
 } = require('./helpers');
 
-const missing = missingPrerequisite();
-const skip = missing && !IN_CI ? missing : false;
 
-describe('livefeed reconnect', { skip, timeout: 120000 }, () => {
+e2eSuite('livefeed reconnect', { timeout: 120000 }, () => {
   let browser;
   let srv;
 
   before(async () => {
-    if (missing) throw new Error(missing);
     browser = await launchBrowser();
     srv = await LivefeedServer.start();
   });
@@ -57,6 +54,8 @@ describe('livefeed reconnect', { skip, timeout: 120000 }, () => {
         await p.waitForFunction(() => window.__statusStates.includes('reconnecting'), null, { timeout: 5000, polling: 50 });
         const texts = await p.evaluate(() => window.__statusTexts);
         assert.ok(texts.some((t) => /^reconnecting in \d+s$/.test(t)), `countdown text shown, saw ${JSON.stringify(texts)}`);
+        const codes = await p.evaluate(() => window.__closeCodes);
+        assert.equal(codes[0], 1001, `the server closes with 1001 (going away) on shutdown, saw ${JSON.stringify(codes)}`);
       }
       if (round === 1) await screenshot(a, '03-reconnecting');
 

@@ -3,7 +3,8 @@
 # test runner against the real server binary.
 #
 #   LIVEFEED_BIN   server binary (default: <repo>/target/release/livefeed,
-#                  built here with `cargo build --release` when unset)
+#                  built here with `cargo build --release` when unset; the
+#                  binary embeds public/, so rebuild after editing the page)
 #   CHROMIUM_PATH  browser (default: /usr/bin/chromium)
 #   CI=true        a missing browser or binary fails the run instead of skipping
 set -euo pipefail
