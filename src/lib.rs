@@ -11,7 +11,7 @@
 //! - [`http`]: the routes and request limits;
 //! - [`post`]: the post wire format and validation;
 //! - [`store`]: sled storage with a group-commit writer;
-//! - [`ws`]: the `/ws` websocket transport;
+//! - [`ws`]: the `/ws` websocket transport, [`cork`]: its write coalescing;
 //! - [`error`]: API errors and their status codes;
 //! - [`metrics`], [`assets`], [`logging`]: `/metrics`, the embedded demo,
 //!   log output.
@@ -21,6 +21,7 @@
 
 pub mod assets;
 pub mod config;
+pub mod cork;
 pub mod error;
 pub mod http;
 pub mod logging;

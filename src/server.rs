@@ -95,6 +95,13 @@ pub async fn run(
             log::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
         }
     }
+    // Stop the hub before returning: it holds the store, and the store's
+    // file lock must be free once `run` is done (a restart in the same
+    // process opens it again).
+    let mut stopping = hub.clone();
+    if stopping.stop(None).is_ok() {
+        timeout(SHUTDOWN_GRACE, hub.wait_for_stop()).await.ok();
+    }
     store.close()?;
     log::info!("stopped");
     Ok(())

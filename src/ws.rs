@@ -5,6 +5,7 @@
 //! is 64 MiB); the upgraded stream is then handed to tide-websockets as a
 //! `WebSocketConnection`, whose writer is used by the connection actor only.
 
+use crate::cork::{Cork, Corked};
 use crate::error::ApiError;
 use crate::http::State;
 use async_std::task;
@@ -156,13 +157,15 @@ async fn switch(req: Request<State>, key: &str, since: Option<u64>) -> Response 
         let Some(stream) = upgraded.await else {
             return;
         };
+        let cork = Cork::default();
+        let stream = tide::http::upgrade::Connection::new(Corked::new(stream, cork.clone()));
         let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(frame_limits())).await;
         let conn = WebSocketConnection::from(ws);
         let inbound = conn.clone().map(classify).boxed();
         let id = state.next_connection_id();
         let actor = Connection::new(
             id,
-            WsSink { conn },
+            WsSink { conn, cork },
             inbound,
             since,
             state.hub.clone(),
@@ -209,9 +212,11 @@ fn classify(item: Result<Message, tide_websockets::Error>) -> Inbound {
     }
 }
 
-/// The connection actor's writer: tide-websockets' connection.
+/// The connection actor's writer: tide-websockets' connection over a
+/// [`Corked`] stream.
 struct WsSink {
     conn: WebSocketConnection,
+    cork: Cork,
 }
 
 fn to_io(e: tide_websockets::Error) -> io::Error {
@@ -223,7 +228,12 @@ fn to_io(e: tide_websockets::Error) -> io::Error {
 
 #[async_trait]
 impl Outbound for WsSink {
+    fn more_pending(&mut self, more: bool) {
+        self.cork.set(more);
+    }
+
     async fn welcome(&mut self, id: ConnectionId, last_post_id: Option<u64>) -> io::Result<()> {
+        self.cork.set(false);
         let frame = serde_json::json!({
             "event": "welcome",
             "data": { "connectionId": format!("c{id}"), "lastPostId": last_post_id },
@@ -241,6 +251,7 @@ impl Outbound for WsSink {
     }
 
     async fn ping(&mut self) -> io::Result<()> {
+        self.cork.set(false);
         self.conn
             .send(Message::Ping(Vec::new()))
             .await
@@ -248,6 +259,7 @@ impl Outbound for WsSink {
     }
 
     async fn close(&mut self, close: Close) -> io::Result<()> {
+        self.cork.set(false);
         let frame = CloseFrame {
             code: CloseCode::from(close.code),
             reason: Cow::Borrowed(close.reason),

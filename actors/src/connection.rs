@@ -75,6 +75,11 @@ pub trait Outbound: Send + 'static {
     async fn welcome(&mut self, id: ConnectionId, last_post_id: Option<u64>) -> io::Result<()>;
     /// One post.
     async fn deliver(&mut self, delivery: &Delivery) -> io::Result<()>;
+    /// Called before each [`deliver`](Outbound::deliver) with whether more
+    /// posts are already queued for this connection. A sink may then hold
+    /// the frame back and write several in one system call; it must write
+    /// everything held once called with `false` (or on any other method).
+    fn more_pending(&mut self, _more: bool) {}
     /// A heartbeat probe; the peer is expected to answer with something
     /// that its inbound stream reports as [`Inbound::Alive`].
     async fn ping(&mut self) -> io::Result<()>;
@@ -140,9 +145,10 @@ impl Backlog {
         frames <= config.max_backlog_frames && bytes <= config.max_backlog_bytes
     }
 
-    fn release(&self, cost: usize) {
-        self.frames.fetch_sub(1, Ordering::AcqRel);
+    /// Releases one frame; answers whether more are still queued.
+    fn release(&self, cost: usize) -> bool {
         self.bytes.fetch_sub(cost, Ordering::AcqRel);
+        self.frames.fetch_sub(1, Ordering::AcqRel) > 1
     }
 
     pub(crate) fn kick(&self) {
@@ -257,7 +263,8 @@ impl<S: Outbound> Connection<S> {
             let page = self.history.after(cursor, upto, REPLAY_PAGE)?;
             let Some(last) = page.last() else { break };
             cursor = last.id;
-            for delivery in &page {
+            for (i, delivery) in page.iter().enumerate() {
+                self.sink.more_pending(i + 1 < page.len() || cursor < upto);
                 self.write(delivery).await?;
             }
         }
@@ -347,10 +354,11 @@ impl<S: Outbound> Actor for Connection<S> {
 #[async_trait]
 impl<S: Outbound> Handler<Deliver> for Connection<S> {
     async fn handle(&mut self, ctx: &mut Context<Self>, Deliver(delivery): Deliver) {
-        self.backlog.release(delivery.cost());
+        let more = self.backlog.release(delivery.cost());
         if self.closing || self.backlog.is_kicked() {
             return;
         }
+        self.sink.more_pending(more);
         if let Err(e) = self.write(&delivery).await {
             log::debug!("connection {}: write failed: {e}", self.id);
             self.closing = true;
