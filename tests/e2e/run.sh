@@ -20,4 +20,5 @@ fi
 
 cd "$HERE"
 # One file at a time: each starts its own servers and a Chromium.
-exec timeout --kill-after=10 300 node --test --test-concurrency=1 --test-timeout=120000 ./*.test.js
+# TAP output: its closing "# pass N" / "# fail N" lines are what .ci/run counts.
+exec timeout --kill-after=10 300 node --test --test-reporter=tap --test-concurrency=1 --test-timeout=120000 ./*.test.js
