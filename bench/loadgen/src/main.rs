@@ -1,1 +1,409 @@
-fn main(){}
+//! `livefeed-bench`: the load generator behind `bench/run.sh`.
+//!
+//! It opens many websocket subscribers (livefeed's `/ws` or Socket.IO v4 over
+//! a websocket), publishes posts over a tiny keep-alive HTTP/1.1 client, and
+//! measures, per delivery, the time from the POST being written to the frame
+//! being read. Every run checks that each healthy client got every accepted
+//! post exactly once and in id order, and prints one JSON result line.
+//!
+//! Layout:
+//! - `client`: connecting subscribers, reading and checking their streams;
+//! - `publish`: the HTTP publishers (fixed rate, window, or back to back);
+//! - `http`: the minimal HTTP/1.1 client;
+//! - `hist`: a lock-free latency histogram;
+//! - `proc`: server RSS / CPU from /proc, and raising our fd limit;
+//! - `scenario`: the scenarios, each producing one JSON object;
+//! - `report`: the markdown table and the `--quick` correctness check.
+
+#![recursion_limit = "256"]
+
+mod client;
+mod hist;
+mod http;
+mod proc;
+mod publish;
+mod report;
+mod scenario;
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+use client::Proto;
+use publish::Pace;
+
+#[derive(Parser)]
+#[command(
+    name = "livefeed-bench",
+    about = "Fan-out load generator for livefeed and the Node + Socket.IO baseline"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Server address (loopback only).
+    #[arg(long)]
+    addr: SocketAddr,
+    /// Server process id, to sample its RSS and CPU time from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Name of the server under test, copied into the result line.
+    #[arg(long, default_value = "server")]
+    target: String,
+    /// Name of the scenario, copied into the result line.
+    #[arg(long, default_value = "scenario")]
+    scenario: String,
+    /// Append the result line to this file as well as printing it.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Padding bytes in each post's content.
+    #[arg(long, default_value_t = 64)]
+    pad: usize,
+    /// Timeout of one HTTP request, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    http_timeout_s: f64,
+}
+
+#[derive(Args, Clone)]
+struct FanoutArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Subscriber protocol.
+    #[arg(long, value_enum, default_value = "ws")]
+    proto: Proto,
+    /// Healthy (reading) clients.
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    clients: usize,
+    /// Extra clients that never read after their welcome (slow consumers).
+    #[arg(long, default_value_t = 0)]
+    slow: usize,
+    /// SO_RCVBUF of slow clients, set before connect (the kernel doubles it and applies a floor).
+    #[arg(long, default_value_t = 4096)]
+    slow_rcvbuf: usize,
+    /// TCP MSS slow clients announce (set before connect; 0 = loopback's 64 KiB).
+    /// Loopback's huge MSS lets the server's kernel buffer ~4 MiB per client.
+    #[arg(long, default_value_t = 1400)]
+    slow_mss: u32,
+    /// Websocket handshakes in flight at once while connecting.
+    #[arg(long, default_value_t = 256)]
+    connect_concurrency: usize,
+    /// Timeout for one client's connect + welcome, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    connect_timeout_s: f64,
+    /// Pause after the last welcome before reading idle RSS, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    settle_ms: u64,
+    /// Posts per second (fixed-rate mode, the default).
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// Publishing time in seconds.
+    #[arg(long, default_value_t = 20.0)]
+    duration_s: f64,
+    /// Window mode: keep at most this many posts not yet delivered to every
+    /// healthy client, posting as fast as that allows (ignores --rate).
+    #[arg(long)]
+    window: Option<u64>,
+    /// Window mode: most posts to send.
+    #[arg(long, default_value_t = 2_000_000)]
+    max_posts: u64,
+    /// Window mode: give up if no progress for this long, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    stall_s: f64,
+    /// Concurrent HTTP publishers (one keep-alive connection each). In rate
+    /// mode, enough of them that a slow POST does not hold back the schedule.
+    #[arg(long, default_value_t = 32)]
+    publishers: usize,
+    /// After publishing, wait at most this long for deliveries to finish, in seconds.
+    #[arg(long, default_value_t = 20.0)]
+    drain_timeout_s: f64,
+    /// After the run, read slow clients for at most this long, in seconds.
+    #[arg(long, default_value_t = 15.0)]
+    slow_drain_s: f64,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Subscribers + publishers: idle RSS, connect storm, fan-out latency,
+    /// throughput (--window) and slow consumers (--slow).
+    Fanout(FanoutArgs),
+    /// Durable publish: concurrent publishers, no subscribers.
+    Publish {
+        #[command(flatten)]
+        common: Common,
+        /// Concurrent publishers (one keep-alive connection each).
+        #[arg(long, default_value_t = 64)]
+        publishers: usize,
+        /// Publishing time in seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration_s: f64,
+    },
+    /// Waits until GET /healthz answers 200 (exit 1 on timeout or if --pid dies).
+    WaitReady {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 30.0)]
+        timeout_s: f64,
+        /// Fail at once if this process exits.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+    /// Exit 0 if the server speaks Engine.IO v4 (GET /socket.io/?EIO=4&transport=polling).
+    ProbeSio {
+        #[arg(long)]
+        addr: SocketAddr,
+    },
+    /// Prints a free loopback TCP port.
+    FreePort,
+    /// Renders the markdown table from result lines.
+    Report {
+        /// File of JSON result lines.
+        results: PathBuf,
+        /// Exit 1 unless every result is correct and each --require target ran every scenario.
+        #[arg(long)]
+        check: bool,
+        /// Targets that must have run every scenario (comma separated).
+        #[arg(long, value_delimiter = ',')]
+        require: Vec<String>,
+    },
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+fn check_loopback(addr: &SocketAddr) -> Result<(), String> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(format!(
+            "refusing to load {addr}: the benchmark only targets loopback addresses"
+        ))
+    }
+}
+
+fn emit(common: &Common, mut v: Value) -> ExitCode {
+    if let Some(o) = v.as_object_mut() {
+        o.insert("target".into(), json!(common.target));
+        o.insert("scenario".into(), json!(common.scenario));
+    }
+    let line = v.to_string();
+    println!("{line}");
+    if let Some(path) = &common.out {
+        let res = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = res {
+            eprintln!("cannot append to {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    eprintln!("{}", human(&v));
+    ExitCode::SUCCESS
+}
+
+fn human(v: &Value) -> String {
+    let g = |p: &str| {
+        let mut c = v;
+        for k in p.split('.') {
+            c = match c.get(k) {
+                Some(x) => x,
+                None => return "-".to_string(),
+            };
+        }
+        match c.as_f64() {
+            Some(f) if f.fract() != 0.0 => format!("{f:.2}"),
+            _ => c.to_string(),
+        }
+    };
+    format!(
+        "[{} {}] ok={} clients={} connect={}s idle/client={}KiB posts={} ({}/s) deliveries/s={} latency p50={}ms p99={}ms max={}ms post p99={}ms lost={} dup={} ooo={} rss_peak={}KiB slow_cut={}",
+        g("target"),
+        g("scenario"),
+        g("ok"),
+        g("clients"),
+        g("connect_secs"),
+        g("idle_rss_per_client_kib"),
+        g("posts_ok"),
+        g("posts_per_sec"),
+        g("deliveries_per_sec"),
+        g("latency.p50_ms"),
+        g("latency.p99_ms"),
+        g("latency.max_ms"),
+        g("post_latency.p99_ms"),
+        g("lost"),
+        g("duplicates"),
+        g("out_of_order"),
+        g("rss_peak_kib"),
+        g("slow_disconnected"),
+    )
+}
+
+async fn wait_ready(addr: SocketAddr, timeout: Duration, pid: Option<u32>) -> bool {
+    let until = Instant::now() + timeout;
+    // Bounded by `until`.
+    while Instant::now() < until {
+        if let Some(p) = pid {
+            if !std::path::Path::new(&format!("/proc/{p}")).exists() {
+                eprintln!("server process {p} exited before it was ready");
+                return false;
+            }
+        }
+        let mut c = http::HttpConn::new(addr, Duration::from_secs(2));
+        if let Ok(r) = c.get("/healthz").await {
+            if r.status == 200 {
+                return true;
+            }
+        }
+        async_std::task::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[async_std::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Fanout(a) => {
+            if let Err(e) = check_loopback(&a.common.addr) {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+            let limit = proc::raise_fd_limit();
+            let need = (a.clients + a.slow + a.publishers + 64) as u64;
+            if limit < need {
+                eprintln!("fd limit {limit} is below the {need} this run needs");
+                return ExitCode::from(2);
+            }
+            let pace = match a.window {
+                Some(w) => Pace::Window {
+                    window: w.max(1),
+                    duration: secs(a.duration_s),
+                    max_posts: a.max_posts,
+                    stall: secs(a.stall_s),
+                },
+                None => Pace::Rate {
+                    rate: a.rate,
+                    duration: secs(a.duration_s),
+                },
+            };
+            let cfg = scenario::FanoutCfg {
+                addr: a.common.addr,
+                proto: a.proto,
+                server_pid: a.common.server_pid,
+                clients: a.clients,
+                slow: a.slow,
+                slow_rcvbuf: a.slow_rcvbuf,
+                slow_mss: a.slow_mss,
+                connect_concurrency: a.connect_concurrency,
+                connect_timeout: secs(a.connect_timeout_s),
+                settle: Duration::from_millis(a.settle_ms),
+                pace,
+                publishers: a.publishers,
+                pad: a.common.pad,
+                http_timeout: secs(a.common.http_timeout_s),
+                drain_timeout: secs(a.drain_timeout_s),
+                slow_drain: secs(a.slow_drain_s),
+            };
+            let v = scenario::fanout(cfg).await;
+            emit(&a.common, v)
+        }
+        Cmd::Publish {
+            common,
+            publishers,
+            duration_s,
+        } => {
+            if let Err(e) = check_loopback(&common.addr) {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+            proc::raise_fd_limit();
+            let v = scenario::publish_only(
+                common.addr,
+                common.server_pid,
+                publishers,
+                secs(duration_s),
+                common.pad,
+                secs(common.http_timeout_s),
+            )
+            .await;
+            emit(&common, v)
+        }
+        Cmd::WaitReady {
+            addr,
+            timeout_s,
+            pid,
+        } => {
+            if wait_ready(addr, secs(timeout_s), pid).await {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{addr} did not answer GET /healthz with 200 within {timeout_s} s");
+                ExitCode::FAILURE
+            }
+        }
+        Cmd::ProbeSio { addr } => {
+            let mut c = http::HttpConn::new(addr, Duration::from_secs(5));
+            match c.get("/socket.io/?EIO=4&transport=polling").await {
+                Ok(r) if r.status == 200 && r.body.starts_with(b"0{") => ExitCode::SUCCESS,
+                _ => ExitCode::FAILURE,
+            }
+        }
+        Cmd::FreePort => {
+            match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+                Ok(a) => {
+                    println!("{}", a.port());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Report {
+            results,
+            check,
+            require,
+        } => {
+            let text = match std::fs::read_to_string(&results) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("cannot read {}: {e}", results.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let r = match report::load(&text) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("{}: {e}", results.display());
+                    return ExitCode::from(2);
+                }
+            };
+            print!("{}", report::render(&r));
+            if check {
+                let problems = report::check(&r, &require);
+                if !problems.is_empty() {
+                    eprintln!("correctness check FAILED:");
+                    for p in &problems {
+                        eprintln!("  - {p}");
+                    }
+                    return ExitCode::FAILURE;
+                }
+                eprintln!(
+                    "correctness check passed: {} results, 0 lost, 0 duplicated, 0 out of order",
+                    r.len()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}

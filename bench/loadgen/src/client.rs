@@ -1,0 +1,415 @@
+//! Websocket subscribers: connecting (livefeed `/ws` or Socket.IO over a
+//! websocket), reading deliveries, and checking each client's stream.
+//!
+//! A post is recognised by the marker `lfb|SEQ|T_US|` that the publisher puts
+//! in its content: SEQ is the benchmark's sequence number, T_US the send time
+//! in microseconds since the run's epoch. Frames are scanned, not parsed as
+//! JSON, so that the load generator stays cheap next to the server it loads.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_std::net::TcpStream;
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::WebSocketStream;
+use futures::StreamExt;
+
+use crate::hist::Histogram;
+
+/// Which wire protocol the subscribers speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// livefeed's own `/ws` JSON frames.
+    Ws,
+    /// Socket.IO v4 over a websocket (`/socket.io/?EIO=4&transport=websocket`).
+    Sio,
+}
+
+/// The marker that starts a benchmark post's content.
+pub const MARKER: &str = "lfb|";
+
+pub type Ws = WebSocketStream<TcpStream>;
+
+/// State shared by all clients and publishers of one scenario.
+pub struct Shared {
+    /// Epoch of every timestamp in the run.
+    pub epoch: Instant,
+    /// Delivery latency (POST sent -> frame read) of healthy clients.
+    pub latency: Histogram,
+    /// Unique deliveries to healthy clients.
+    pub delivered: AtomicU64,
+    /// Time (µs since epoch) of the latest delivery.
+    pub last_delivery_us: AtomicU64,
+    /// Per-sequence count of healthy clients that got it (window mode only).
+    pub per_seq: Vec<AtomicU32>,
+    /// Sequences that every healthy client has received (window mode only).
+    pub completed: AtomicU64,
+    /// Healthy clients that a sequence must reach to count as completed.
+    pub healthy: AtomicU32,
+    /// Notified when `completed` grows.
+    pub progress: event_listener::Event,
+}
+
+impl Shared {
+    pub fn new(window_capacity: usize) -> Arc<Self> {
+        Arc::new(Shared {
+            epoch: Instant::now(),
+            latency: Histogram::new(),
+            delivered: AtomicU64::new(0),
+            last_delivery_us: AtomicU64::new(0),
+            per_seq: (0..window_capacity).map(|_| AtomicU32::new(0)).collect(),
+            completed: AtomicU64::new(0),
+            healthy: AtomicU32::new(0),
+            progress: event_listener::Event::new(),
+        })
+    }
+
+    pub fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+}
+
+/// How a client's stream ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum End {
+    /// Still open when the scenario told it to stop.
+    #[default]
+    Open,
+    /// The server sent a close frame (with this code, if any).
+    Closed(Option<u16>),
+    /// The TCP stream ended or failed without a close frame.
+    Eof(String),
+}
+
+/// What one client saw.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// Bit `s` set = sequence `s` received.
+    pub seen: Vec<u64>,
+    pub unique: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    /// Frames that were neither a post nor a protocol frame we expect.
+    pub other_frames: u64,
+    pub last_id: Option<u64>,
+    pub end: End,
+}
+
+impl ClientStats {
+    /// Marks `seq` seen; returns false if it already was.
+    fn mark(&mut self, seq: u64) -> bool {
+        let w = (seq / 64) as usize;
+        if w >= self.seen.len() {
+            self.seen.resize(w + 1, 0);
+        }
+        let bit = 1u64 << (seq % 64);
+        let fresh = self.seen[w] & bit == 0;
+        self.seen[w] |= bit;
+        fresh
+    }
+}
+
+/// Parses ASCII digits at the start of `s`.
+fn digits(s: &str) -> Option<(u64, &str)> {
+    let end = s
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(s.len());
+    if end == 0 {
+        return None;
+    }
+    Some((s[..end].parse().ok()?, &s[end..]))
+}
+
+/// Finds the benchmark marker in a frame: (seq, send time µs).
+pub fn parse_marker(text: &str) -> Option<(u64, u64)> {
+    let at = text.find(MARKER)?;
+    let (seq, rest) = digits(&text[at + MARKER.len()..])?;
+    let rest = rest.strip_prefix('|')?;
+    let (t, _) = digits(rest)?;
+    Some((seq, t))
+}
+
+/// Finds the post id (`"id":N`) in a frame.
+pub fn parse_id(text: &str) -> Option<u64> {
+    let at = text.find("\"id\":")?;
+    digits(text[at + 5..].trim_start()).map(|(v, _)| v)
+}
+
+/// Options for connecting one client.
+#[derive(Clone)]
+pub struct ConnectOpts {
+    pub addr: SocketAddr,
+    pub proto: Proto,
+    /// SO_RCVBUF to set before connecting (slow consumers).
+    pub rcvbuf: Option<usize>,
+    /// TCP_MAXSEG to set before connecting (slow consumers): the MSS we
+    /// announce. On loopback the peer would otherwise see a 64 KiB MSS and
+    /// size its send buffer for it (up to tcp_wmem's 4 MiB), so a server
+    /// could park megabytes per slow client in the kernel before its own
+    /// backlog limit ever sees them; an Ethernet-sized MSS keeps that to
+    /// what a real network peer would get.
+    pub mss: Option<u32>,
+    pub timeout: Duration,
+}
+
+fn ws_config() -> WebSocketConfig {
+    // Small buffers: 10,000 clients x tungstenite's 128 KiB defaults would be 2.5 GiB.
+    WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
+}
+
+async fn tcp_connect(opts: &ConnectOpts) -> std::io::Result<TcpStream> {
+    match opts.rcvbuf {
+        None => TcpStream::connect(opts.addr).await,
+        Some(size) => {
+            let (addr, mss) = (opts.addr, opts.mss);
+            // A blocking connect on loopback is quick; keep it off the executor anyway.
+            let std =
+                async_std::task::spawn_blocking(move || -> std::io::Result<std::net::TcpStream> {
+                    use socket2::{Domain, Protocol, Socket, Type};
+                    let s =
+                        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+                    // Before connect, so the advertised window scale stays small.
+                    s.set_recv_buffer_size(size)?;
+                    if let Some(mss) = mss {
+                        s.set_mss(mss)?;
+                    }
+                    s.connect_timeout(&addr.into(), Duration::from_secs(10))?;
+                    s.set_nonblocking(true)?;
+                    Ok(s.into())
+                })
+                .await?;
+            Ok(TcpStream::from(std))
+        }
+    }
+}
+
+/// Connects one client and waits for its welcome (`/ws`) or Socket.IO connect
+/// packet (`40`). Returns the open stream.
+pub async fn connect(opts: &ConnectOpts) -> Result<Ws, String> {
+    let fut = async {
+        let tcp = tcp_connect(opts)
+            .await
+            .map_err(|e| format!("tcp connect: {e}"))?;
+        let path = match opts.proto {
+            Proto::Ws => "/ws",
+            Proto::Sio => "/socket.io/?EIO=4&transport=websocket",
+        };
+        let url = format!("ws://{}{}", opts.addr, path);
+        let (mut ws, _) = async_tungstenite::client_async_with_config(url, tcp, Some(ws_config()))
+            .await
+            .map_err(|e| format!("websocket handshake: {e}"))?;
+        // Bounded: each frame read is covered by the outer timeout.
+        loop {
+            let msg = match ws.next().await {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => return Err(format!("before welcome: {e}")),
+                None => return Err("closed before welcome".into()),
+            };
+            let Message::Text(t) = msg else { continue };
+            let t = t.as_str();
+            match opts.proto {
+                Proto::Ws => {
+                    if t.contains("\"welcome\"") {
+                        return Ok(ws);
+                    }
+                }
+                Proto::Sio => {
+                    if t.starts_with("0{") {
+                        ws.send(Message::text("40"))
+                            .await
+                            .map_err(|e| format!("send 40: {e}"))?;
+                    } else if t.starts_with("40") {
+                        return Ok(ws);
+                    } else if t == "2" {
+                        ws.send(Message::text("3"))
+                            .await
+                            .map_err(|e| format!("send pong: {e}"))?;
+                    } else if t.starts_with("44") {
+                        return Err(format!("socket.io connect error: {t}"));
+                    }
+                }
+            }
+        }
+    };
+    async_std::future::timeout(opts.timeout, fut)
+        .await
+        .unwrap_or_else(|_| Err("timed out waiting for welcome".into()))
+}
+
+/// What a reader does with each post it receives.
+#[derive(Clone, Copy)]
+pub struct ReadMode {
+    /// Healthy clients feed the shared latency histogram and counters.
+    pub healthy: bool,
+}
+
+/// Handles one text frame. Returns a reply to send, if any.
+fn on_text(
+    t: &str,
+    proto: Proto,
+    st: &mut ClientStats,
+    shared: &Shared,
+    mode: ReadMode,
+    now_us: u64,
+) -> Option<&'static str> {
+    if proto == Proto::Sio && t == "2" {
+        return Some("3");
+    }
+    let Some((seq, sent_us)) = parse_marker(t) else {
+        st.other_frames += 1;
+        return None;
+    };
+    if !st.mark(seq) {
+        st.duplicates += 1;
+        return None;
+    }
+    // Posts must arrive in ascending id order.
+    if let Some(id) = parse_id(t) {
+        if let Some(last) = st.last_id {
+            if id <= last {
+                st.out_of_order += 1;
+            }
+        }
+        st.last_id = Some(st.last_id.map_or(id, |l| l.max(id)));
+    }
+    st.unique += 1;
+    if mode.healthy {
+        shared.latency.record(now_us.saturating_sub(sent_us));
+        shared.delivered.fetch_add(1, Ordering::Relaxed);
+        shared.last_delivery_us.fetch_max(now_us, Ordering::Relaxed);
+        if let Some(c) = shared.per_seq.get(seq as usize) {
+            let got = c.fetch_add(1, Ordering::AcqRel) + 1;
+            if got == shared.healthy.load(Ordering::Relaxed) {
+                shared.completed.fetch_add(1, Ordering::AcqRel);
+                shared.progress.notify(usize::MAX);
+            }
+        }
+    }
+    None
+}
+
+/// Reads a client's stream until `stop` fires or the stream ends.
+pub async fn read_loop(
+    mut ws: Ws,
+    proto: Proto,
+    shared: Arc<Shared>,
+    mode: ReadMode,
+    stop: async_std::channel::Receiver<()>,
+) -> ClientStats {
+    let mut st = ClientStats::default();
+    let stop_fut = stop.recv();
+    futures::pin_mut!(stop_fut);
+    loop {
+        let msg = match futures::future::select(ws.next(), stop_fut.as_mut()).await {
+            futures::future::Either::Left((m, _)) => m,
+            // Stop was signalled (the sender was dropped).
+            futures::future::Either::Right(_) => break,
+        };
+        let now_us = shared.now_us();
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                if let Some(reply) = on_text(t.as_str(), proto, &mut st, &shared, mode, now_us) {
+                    if let Err(e) = ws.send(Message::text(reply)).await {
+                        st.end = End::Eof(format!("send: {e}"));
+                        return st;
+                    }
+                }
+            }
+            Some(Ok(Message::Close(frame))) => {
+                st.end = End::Closed(frame.map(|f| u16::from(f.code)));
+                return st;
+            }
+            Some(Ok(_)) => {} // ping/pong/binary: tungstenite answers pings itself
+            Some(Err(e)) => {
+                st.end = End::Eof(e.to_string());
+                return st;
+            }
+            None => {
+                st.end = End::Eof("stream ended".into());
+                return st;
+            }
+        }
+    }
+    // Close politely but don't wait long for the server's answer.
+    let _ = async_std::future::timeout(Duration::from_millis(200), ws.close(None)).await;
+    st
+}
+
+/// Reads a parked (slow) client for at most `deadline`, until it ends or has
+/// `want` posts. Used after the measured phase to learn whether the server
+/// disconnected it.
+pub async fn drain(
+    mut ws: Ws,
+    proto: Proto,
+    shared: Arc<Shared>,
+    want: u64,
+    deadline: Duration,
+) -> ClientStats {
+    let mut st = ClientStats::default();
+    let mode = ReadMode { healthy: false };
+    let until = Instant::now() + deadline;
+    while st.unique < want {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let msg = match async_std::future::timeout(left, ws.next()).await {
+            Ok(m) => m,
+            Err(_) => break,
+        };
+        let now_us = shared.now_us();
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                if let Some(reply) = on_text(t.as_str(), proto, &mut st, &shared, mode, now_us) {
+                    let _ = ws.send(Message::text(reply)).await;
+                }
+            }
+            Some(Ok(Message::Close(frame))) => {
+                st.end = End::Closed(frame.map(|f| u16::from(f.code)));
+                return st;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                st.end = End::Eof(e.to_string());
+                return st;
+            }
+            None => {
+                st.end = End::Eof("stream ended".into());
+                return st;
+            }
+        }
+    }
+    let _ = async_std::future::timeout(Duration::from_millis(200), ws.close(None)).await;
+    st
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_marker_and_id() {
+        let ws = r#"{"event":"newPost","data":{"post":{"id":42,"title":"b","content":"lfb|7|123456|xxxx","author":"a","createdAt":"x"}}}"#;
+        assert_eq!(parse_marker(ws), Some((7, 123456)));
+        assert_eq!(parse_id(ws), Some(42));
+        let sio =
+            r#"42["newPost",{"post":{"id":9,"title":"b","content":"lfb|0|5|","author":"a"}},"9"]"#;
+        assert_eq!(parse_marker(sio), Some((0, 5)));
+        assert_eq!(parse_id(sio), Some(9));
+        assert_eq!(
+            parse_marker(r#"{"event":"welcome","data":{"connectionId":"c","lastPostId":null}}"#),
+            None
+        );
+        assert_eq!(
+            parse_id(r#"{"event":"welcome","data":{"connectionId":"c","lastPostId":3}}"#),
+            None
+        );
+    }
+}

@@ -1,0 +1,396 @@
+//! Turns the JSON result lines of a run into the markdown comparison table,
+//! and checks them for correctness.
+//!
+//! Each line is one scenario against one target:
+//! `{"target":"livefeed-ws"|"livefeed-sio"|"node","scenario":"idle1k",...}`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+/// Targets in column order, with their column headings.
+const TARGETS: [(&str, &str); 3] = [
+    ("livefeed-ws", "livefeed `/ws`"),
+    ("livefeed-sio", "livefeed Socket.IO"),
+    ("node", "node Socket.IO"),
+];
+
+type Results = BTreeMap<(String, String), Value>;
+
+fn get(v: &Value, path: &str) -> Option<f64> {
+    let mut cur = v;
+    for p in path.split('.') {
+        cur = cur.get(p)?;
+    }
+    cur.as_f64()
+}
+
+fn thousands(n: f64) -> String {
+    let s = format!("{:.0}", n);
+    let (neg, digits) = s
+        .strip_prefix('-')
+        .map_or((false, s.as_str()), |d| (true, d));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if neg {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    let a = x.abs();
+    if a >= 10_000.0 || (x.fract() == 0.0 && a < 1e15) {
+        thousands(x)
+    } else if a >= 100.0 {
+        format!("{x:.0}")
+    } else if a >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+struct Row {
+    scenario: &'static str,
+    label: fn(&Value) -> String,
+    value: fn(&Results, &str) -> Option<f64>,
+}
+
+fn param(v: &Value, path: &str) -> String {
+    get(v, path).map(thousands).unwrap_or_else(|| "?".into())
+}
+
+fn field(r: &Results, target: &str, scenario: &str, path: &str) -> Option<f64> {
+    let v = r.get(&(target.to_string(), scenario.to_string()))?;
+    if v.get("error").is_some() {
+        return None;
+    }
+    get(v, path)
+}
+
+fn rows() -> Vec<Row> {
+    vec![
+        Row {
+            scenario: "idle1k",
+            label: |v| format!("Idle RSS per client, N={} (KiB)", param(v, "clients")),
+            value: |r, t| field(r, t, "idle1k", "idle_rss_per_client_kib"),
+        },
+        Row {
+            scenario: "fanout10k",
+            label: |v| format!("Idle RSS per client, N={} (KiB)", param(v, "clients")),
+            value: |r, t| field(r, t, "fanout10k", "idle_rss_per_client_kib"),
+        },
+        Row {
+            scenario: "fanout10k",
+            label: |v| {
+                format!(
+                    "Connect storm: N={} connected and welcomed (s)",
+                    param(v, "clients")
+                )
+            },
+            value: |r, t| field(r, t, "fanout10k", "connect_secs"),
+        },
+        Row {
+            scenario: "fanout10k",
+            label: |v| {
+                format!(
+                    "Fan-out latency p50, N={}, {} posts/s for {} s (ms)",
+                    param(v, "clients"),
+                    param(v, "pace.rate"),
+                    param(v, "pace.duration_s")
+                )
+            },
+            value: |r, t| field(r, t, "fanout10k", "latency.p50_ms"),
+        },
+        Row {
+            scenario: "fanout10k",
+            label: |_| "Fan-out latency p99 (ms)".into(),
+            value: |r, t| field(r, t, "fanout10k", "latency.p99_ms"),
+        },
+        Row {
+            scenario: "fanout10k",
+            label: |_| "Fan-out latency max (ms)".into(),
+            value: |r, t| field(r, t, "fanout10k", "latency.max_ms"),
+        },
+        Row {
+            scenario: "throughput",
+            label: |v| {
+                format!(
+                    "Fan-out throughput, N={}, {} posts in flight (deliveries/s)",
+                    param(v, "clients"),
+                    param(v, "pace.window")
+                )
+            },
+            value: |r, t| field(r, t, "throughput", "deliveries_per_sec"),
+        },
+        Row {
+            scenario: "throughput",
+            label: |_| "Fan-out throughput: p99 delivery latency (ms)".into(),
+            value: |r, t| field(r, t, "throughput", "latency.p99_ms"),
+        },
+        Row {
+            scenario: "publish",
+            label: |v| {
+                format!(
+                    "Durable publish, {} publishers, no subscribers (posts/s)",
+                    param(v, "publishers")
+                )
+            },
+            value: |r, t| field(r, t, "publish", "posts_per_sec"),
+        },
+        Row {
+            scenario: "publish",
+            label: |_| "Durable publish: p99 POST latency (ms)".into(),
+            value: |r, t| field(r, t, "publish", "post_latency.p99_ms"),
+        },
+        Row {
+            scenario: "slow-base",
+            label: |v| {
+                format!(
+                    "Slow consumer: healthy p99, {} clients, no slow ones, {} posts/s × {} B (ms)",
+                    param(v, "clients"),
+                    param(v, "pace.rate"),
+                    param(v, "pad_bytes")
+                )
+            },
+            value: |r, t| field(r, t, "slow-base", "latency.p99_ms"),
+        },
+        Row {
+            scenario: "slow",
+            label: |v| {
+                format!(
+                    "Slow consumer: healthy p99 with {} never-reading clients (ms)",
+                    param(v, "slow")
+                )
+            },
+            value: |r, t| field(r, t, "slow", "latency.p99_ms"),
+        },
+        Row {
+            // Listed under slow-base so that runs without it (--quick) skip the row.
+            scenario: "slow-base",
+            label: |_| "Slow consumer: healthy p99 with ÷ without (target ≤ 2)".into(),
+            value: |r, t| {
+                Some(
+                    field(r, t, "slow", "latency.p99_ms")?
+                        / field(r, t, "slow-base", "latency.p99_ms")?,
+                )
+            },
+        },
+        Row {
+            scenario: "slow-base",
+            label: |_| "Slow consumer: server RSS peak without slow clients (MiB)".into(),
+            value: |r, t| Some(field(r, t, "slow-base", "rss_peak_kib")? / 1024.0),
+        },
+        Row {
+            scenario: "slow",
+            label: |_| "Slow consumer: server RSS peak with slow clients (MiB)".into(),
+            value: |r, t| Some(field(r, t, "slow", "rss_peak_kib")? / 1024.0),
+        },
+        Row {
+            scenario: "slow",
+            label: |v| {
+                format!(
+                    "Slow consumer: slow clients disconnected by the server (of {})",
+                    param(v, "slow")
+                )
+            },
+            value: |r, t| field(r, t, "slow", "slow_disconnected"),
+        },
+    ]
+}
+
+/// Parses result lines; later lines for the same (target, scenario) win.
+pub fn load(text: &str) -> Result<Results, String> {
+    let mut out = Results::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+        let t = v
+            .get("target")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
+        let s = v
+            .get("scenario")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
+        out.insert((t, s), v);
+    }
+    Ok(out)
+}
+
+/// Renders the comparison and correctness tables.
+pub fn render(r: &Results) -> String {
+    let present: Vec<(&str, &str)> = TARGETS
+        .iter()
+        .copied()
+        .filter(|(t, _)| r.keys().any(|(rt, _)| rt == t))
+        .collect();
+    let livefeeds: Vec<(&str, &str)> = present
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t != "node")
+        .collect();
+    let has_node = present.iter().any(|(t, _)| *t == "node");
+    let mut md = String::new();
+
+    let _ = write!(md, "| scenario |");
+    for (_, h) in &present {
+        let _ = write!(md, " {h} |");
+    }
+    if has_node {
+        for (t, _) in &livefeeds {
+            let short = if *t == "livefeed-ws" {
+                "`/ws`"
+            } else {
+                "Socket.IO"
+            };
+            let _ = write!(md, " ratio livefeed {short} / node |");
+        }
+    }
+    md.push('\n');
+    let cols = 1 + present.len() + if has_node { livefeeds.len() } else { 0 };
+    md.push('|');
+    for i in 0..cols {
+        md.push_str(if i == 0 { " --- |" } else { " ---: |" });
+    }
+    md.push('\n');
+
+    for row in rows() {
+        // Take the labels' parameters from any target that ran the scenario.
+        let Some(sample) = present
+            .iter()
+            .find_map(|(t, _)| r.get(&(t.to_string(), row.scenario.to_string())))
+        else {
+            continue;
+        };
+        let _ = write!(md, "| {} |", (row.label)(sample));
+        for (t, _) in &present {
+            let cell = if r.contains_key(&(t.to_string(), row.scenario.to_string())) {
+                (row.value)(r, t)
+                    .map(fmt_num)
+                    .unwrap_or_else(|| "failed".into())
+            } else {
+                "—".into()
+            };
+            let _ = write!(md, " {cell} |");
+        }
+        if has_node {
+            let node = (row.value)(r, "node");
+            for (t, _) in &livefeeds {
+                let ratio = match ((row.value)(r, t), node) {
+                    (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
+                    _ => "—".into(),
+                };
+                let _ = write!(md, " {ratio} |");
+            }
+        }
+        md.push('\n');
+    }
+
+    md.push_str("\nCorrectness (every healthy client must get every accepted post exactly once, in id order):\n\n");
+    md.push_str(
+        "| target | scenario | ok | clients | posts | lost | duplicated | out of order | connect failures | POST failures | CPU-s server / loadgen / other processes / steal | notes |\n",
+    );
+    md.push_str(
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
+    );
+    for ((t, s), v) in r {
+        let n = |k: &str| get(v, k).map(thousands).unwrap_or_else(|| "—".into());
+        let mut notes = Vec::new();
+        if let Some(e) = v.get("error").and_then(Value::as_str) {
+            notes.push(e.to_string());
+        }
+        if v.get("publisher_stalled").and_then(Value::as_bool) == Some(true) {
+            notes.push("publisher stalled".into());
+        }
+        if get(v, "healthy_disconnected").unwrap_or(0.0) > 0.0 {
+            notes.push(format!(
+                "healthy clients disconnected: {}",
+                v["healthy_disconnect_reasons"]
+            ));
+        }
+        if let Some(errs) = v.get("connect_errors").and_then(Value::as_array) {
+            if let Some(e) = errs.first().and_then(Value::as_str) {
+                notes.push(format!("connect: {e}"));
+            }
+        }
+        if let Some(errs) = v.get("post_errors").and_then(Value::as_array) {
+            if let Some(e) = errs.first().and_then(Value::as_str) {
+                notes.push(format!("post: {e}"));
+            }
+        }
+        if s == "slow" {
+            if let Some(states) = v.get("slow_end_states") {
+                notes.push(format!("slow clients' end states: {states}"));
+            }
+        }
+        let ok = v.get("ok").and_then(Value::as_bool) == Some(true);
+        let _ = writeln!(
+            md,
+            "| {t} | {s} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            if ok { "yes" } else { "**NO**" },
+            n("clients"),
+            n("posts_ok"),
+            n("lost"),
+            n("duplicates"),
+            n("out_of_order"),
+            n("connect_failures"),
+            n("posts_failed"),
+            [
+                "server_cpu_s",
+                "loadgen_cpu_s",
+                "other_cpu_s",
+                "steal_cpu_s"
+            ]
+            .iter()
+            .map(|k| get(v, k)
+                .map(|x| format!("{x:.1}"))
+                .unwrap_or_else(|| "—".into()))
+            .collect::<Vec<_>>()
+            .join(" / "),
+            notes.join("; ").replace('|', "/")
+        );
+    }
+    md
+}
+
+/// Correctness check for `--quick`: every required target ran every scenario
+/// any target ran, and every result present is ok. Returns the problems found.
+pub fn check(r: &Results, required: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let scenarios: std::collections::BTreeSet<&String> = r.keys().map(|(_, s)| s).collect();
+    for t in required {
+        for s in &scenarios {
+            if !r.contains_key(&(t.clone(), (*s).clone())) {
+                problems.push(format!("{t}: scenario {s} has no result"));
+            }
+        }
+    }
+    for ((t, s), v) in r {
+        if v.get("ok").and_then(Value::as_bool) != Some(true) {
+            problems.push(format!(
+                "{t}: scenario {s} failed (lost {}, duplicated {}, out of order {}, connect failures {}, POST failures {}{})",
+                get(v, "lost").unwrap_or(-1.0),
+                get(v, "duplicates").unwrap_or(-1.0),
+                get(v, "out_of_order").unwrap_or(-1.0),
+                get(v, "connect_failures").unwrap_or(-1.0),
+                get(v, "posts_failed").unwrap_or(-1.0),
+                v.get("error").and_then(Value::as_str).map(|e| format!(", error: {e}")).unwrap_or_default()
+            ));
+        }
+    }
+    problems
+}
