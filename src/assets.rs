@@ -12,7 +12,7 @@ struct Public;
 
 /// The demo's content security policy: scripts, styles and connections
 /// from this origin only, so injected markup could not run anything.
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
                    img-src 'self' data:; connect-src 'self' ws: wss:; frame-ancestors 'none'; \
                    base-uri 'none'; form-action 'self'";
 
