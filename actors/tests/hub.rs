@@ -31,6 +31,8 @@ enum Event {
 struct MemSink {
     events: Sender<Event>,
     gate: Option<Receiver<()>>,
+    /// The `more_pending` hint given before each post, in order.
+    hints: Arc<Mutex<Vec<bool>>>,
 }
 
 #[async_trait]
@@ -38,6 +40,9 @@ impl Outbound for MemSink {
     async fn welcome(&mut self, _id: ConnectionId, last: Option<u64>) -> io::Result<()> {
         self.events.send(Event::Welcome(last)).await.ok();
         Ok(())
+    }
+    fn more_pending(&mut self, more: bool) {
+        self.hints.lock().unwrap().push(more);
     }
     async fn deliver(&mut self, delivery: &Delivery) -> io::Result<()> {
         if let Some(gate) = &self.gate {
@@ -89,6 +94,7 @@ struct World {
     metrics: Arc<Metrics>,
     config: ConnectionConfig,
     next_id: ConnectionId,
+    hints: Arc<Mutex<Vec<bool>>>,
 }
 
 impl World {
@@ -114,6 +120,7 @@ impl World {
             metrics,
             config,
             next_id: 0,
+            hints: Arc::default(),
         }
     }
 
@@ -127,7 +134,11 @@ impl World {
         self.next_id += 1;
         let conn = Connection::new(
             self.next_id,
-            MemSink { events: tx, gate },
+            MemSink {
+                events: tx,
+                gate,
+                hints: self.hints.clone(),
+            },
             futures::stream::pending::<Inbound>().boxed(),
             since,
             self.hub.clone(),
@@ -322,6 +333,7 @@ async fn silent_peer_is_closed_on_heartbeat() {
         MemSink {
             events: tx,
             gate: None,
+            hints: Arc::default(),
         },
         futures::stream::pending::<Inbound>().boxed(),
         None,
@@ -343,4 +355,25 @@ async fn silent_peer_is_closed_on_heartbeat() {
         }
     }
     assert_eq!(Metrics::get(&metrics.heartbeat_timeouts), 1);
+}
+
+/// A sink learns whether more posts are queued behind the one it writes, so
+/// it can coalesce them; the last of a run is always marked as the last.
+#[async_std::test]
+async fn sink_is_told_when_more_posts_are_queued() {
+    let mut w = World::new(ConnectionConfig::default()).await;
+    let (gate_tx, gate_rx) = unbounded::<()>();
+    let (rx, _addr) = w.connect(None, Some(gate_rx)).await;
+    next(&rx).await;
+    for id in 1..=5 {
+        w.publish(id).await;
+    }
+    // A barrier: all five are queued at the connection.
+    w.hub.call(Stats).await.unwrap();
+    drop(gate_tx);
+    assert_eq!(posts(&rx, 5).await, vec![1, 2, 3, 4, 5]);
+    let hints = w.hints.lock().unwrap().clone();
+    assert_eq!(hints.len(), 5);
+    assert_eq!(hints.last(), Some(&false), "the last of the run flushes");
+    assert!(hints[1..4].iter().all(|&more| more), "{hints:?}");
 }
