@@ -10,7 +10,7 @@ use crate::store::{Store, StoreError};
 use crate::Config;
 use async_std::future::timeout;
 use futures::channel::oneshot;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use livefeed_actors::{Close, CloseAll, Hub, HubConfig, Metrics};
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
@@ -21,6 +21,8 @@ use xactor::Actor;
 /// Pending connections the kernel queues before `accept`: a burst of
 /// clients reconnecting at once must not lose SYNs.
 pub const LISTEN_BACKLOG: i32 = 4096;
+/// Pause after a failed `accept` (for example, out of file descriptors).
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long shutdown waits for push connections to close.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -83,9 +85,9 @@ pub async fn run(
     let app = http::app(state);
     log::info!("livefeed listening on http://{addr}");
 
-    let serving = app.listen(async_std::net::TcpListener::from(listener));
+    let serving = accept_loop(app, async_std::net::TcpListener::from(listener));
     futures::select! {
-        result = serving.fuse() => result.map_err(|source| ServerError::Listen { addr, source })?,
+        () = serving.fuse() => {}
         () = shutdown.fuse() => {}
     }
 
@@ -105,6 +107,42 @@ pub async fn run(
     store.close()?;
     log::info!("stopped");
     Ok(())
+}
+
+/// Accepts connections and serves HTTP/1.1 on each, as tide's own listener
+/// does, plus `TCP_NODELAY`: responses and pushed frames are small, and
+/// Nagle's algorithm would hold a response's second segment back until the
+/// peer's delayed ACK (tens of milliseconds).
+async fn accept_loop(app: tide::Server<http::State>, listener: async_std::net::TcpListener) {
+    let mut incoming = listener.incoming();
+    while let Some(stream) = incoming.next().await {
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of
+                // spinning on accept.
+                log::warn!("accept failed: {e}; pausing {ACCEPT_BACKOFF:?}");
+                async_std::task::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            log::debug!("TCP_NODELAY: {e}");
+        }
+        let app = app.clone();
+        async_std::task::spawn(async move {
+            let local_addr = stream.local_addr().ok();
+            let peer_addr = stream.peer_addr().ok();
+            let served = async_h1::accept(stream, |mut req| async {
+                req.set_local_addr(local_addr);
+                req.set_peer_addr(peer_addr);
+                app.respond(req).await
+            });
+            if let Err(e) = served.await {
+                log::debug!("HTTP connection from {peer_addr:?} ended: {e}");
+            }
+        });
+    }
 }
 
 /// A server running in the background, for tests and embedding.
