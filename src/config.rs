@@ -91,6 +91,10 @@ pub struct Config {
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, env = "LIVEFEED_LOG", default_value = "info")]
     pub log_level: log::LevelFilter,
+
+    /// Socket.IO at /socket.io/.
+    #[command(flatten)]
+    pub socketio: crate::socketio::Options,
 }
 
 impl Config {

@@ -95,6 +95,7 @@ pub fn app(state: State) -> tide::Server<State> {
     app.at("/posts").post(create_post).get(list_posts);
     app.at("/posts/:id").get(get_post);
     app.at("/ws").get(ws::upgrade);
+    crate::socketio::mount(&mut app);
     app.at("/healthz").get(healthz);
     app.at("/metrics").get(metrics::render);
     app.at("/").get(assets::serve);

@@ -12,6 +12,7 @@
 //! - [`post`]: the post wire format and validation;
 //! - [`store`]: sled storage with a group-commit writer;
 //! - [`ws`]: the `/ws` websocket transport, [`cork`]: its write coalescing;
+//! - [`socketio`]: Socket.IO clients at `/socket.io/`;
 //! - [`error`]: API errors and their status codes;
 //! - [`metrics`], [`assets`], [`logging`]: `/metrics`, the embedded demo,
 //!   log output.
@@ -28,6 +29,7 @@ pub mod logging;
 pub mod metrics;
 pub mod post;
 pub mod server;
+pub mod socketio;
 pub mod store;
 pub mod ws;
 

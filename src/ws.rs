@@ -183,7 +183,8 @@ async fn switch(req: Request<State>, key: &str, since: Option<u64>) -> Response 
     res
 }
 
-fn accept_key(key: &str) -> String {
+/// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key`.
+pub(crate) fn accept_key(key: &str) -> String {
     use base64::Engine;
     let digest = Sha1::new()
         .chain_update(key.as_bytes())
