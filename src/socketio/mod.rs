@@ -62,7 +62,7 @@ pub struct Options {
     pub recovery: bool,
 
     /// Most concurrent Socket.IO sessions; more handshakes get 503.
-    #[arg(id = "socketio_max_sessions", long = "socketio-max-sessions", env = "LIVEFEED_SOCKETIO_MAX_SESSIONS", default_value_t = 10_000)]
+    #[arg(id = "socketio_max_sessions", long = "socketio-max-sessions", env = "LIVEFEED_SOCKETIO_MAX_SESSIONS", default_value_t = 100_000)]
     pub max_sessions: usize,
 }
 
