@@ -1,0 +1,116 @@
+//! The Socket.IO protocol layer alone, set up the way Socket.IO's reference
+//! test server is, so protocol test suites run against it unmodified.
+//!
+//! ```text
+//! cargo run --release --example socketio_conformance [-- --port 3000]
+//! ```
+//!
+//! - listens on 127.0.0.1:3000; pingInterval 300 ms, pingTimeout 200 ms,
+//!   maxPayload 1000000, connectTimeout 1000 ms, recovery off, any origin;
+//! - `/engine.io/`: raw Engine.IO, every message echoed back (text and
+//!   binary);
+//! - `/socket.io/`: namespaces `/` and `/custom`; on connection emit
+//!   `auth` with the handshake auth; `message` is re-emitted as
+//!   `message-back`, `message-with-ack` is acked with its arguments, and
+//!   `emit-with-ack` is emitted back with an ack whose arguments are then
+//!   emitted as `emit-with-ack`.
+
+use clap::Parser;
+use livefeed::socketio::engine::packet::Frame;
+use livefeed::socketio::engine::{
+    CloseReason, Cors, Engine, EngineConfig, Handler, Message, Session, SessionHandler,
+};
+use livefeed::socketio::socket::{Event, Namespace, Socket, SocketIo};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Reference test-server timings.
+const PING_INTERVAL: Duration = Duration::from_millis(300);
+const PING_TIMEOUT: Duration = Duration::from_millis(200);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+const MAX_PAYLOAD: usize = 1_000_000;
+
+/// Socket.IO protocol conformance server.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Port on 127.0.0.1.
+    #[arg(long, default_value_t = 3000)]
+    port: u16,
+}
+
+/// Raw Engine.IO: echoes every message.
+struct Echo;
+
+impl Handler for Echo {
+    fn open(&self, _session: &Arc<Session>) -> Arc<dyn SessionHandler> {
+        Arc::new(Echo)
+    }
+}
+
+impl SessionHandler for Echo {
+    fn message(&self, session: &Arc<Session>, message: Message) {
+        let frame = match message {
+            Message::Text(text) => Frame::message(&text),
+            Message::Binary(bytes) => Frame::binary(bytes),
+        };
+        session.send([frame]);
+    }
+
+    fn closed(&self, _session: &Arc<Session>, _reason: CloseReason) {}
+}
+
+/// The reference server's namespace behaviour.
+struct EchoNamespace;
+
+impl Namespace for EchoNamespace {
+    fn connect(&self, socket: &Socket, auth: &str) -> Result<(), String> {
+        socket.accept(None);
+        socket.emit("auth", &[auth], &[]);
+        Ok(())
+    }
+
+    fn event(&self, socket: &Socket, event: Event) {
+        let args: Vec<&str> = event.args.iter().map(String::as_str).collect();
+        match event.name.as_str() {
+            "message" => {
+                socket.emit("message-back", &args, &event.attachments);
+            }
+            "message-with-ack" => {
+                if let Some(id) = event.ack {
+                    socket.ack(id, &args, &event.attachments);
+                }
+            }
+            "emit-with-ack" => {
+                socket.emit_with_ack("emit-with-ack", &args, &event.attachments, |socket, ack| {
+                    let args: Vec<&str> = ack.args.iter().map(String::as_str).collect();
+                    socket.emit("emit-with-ack", &args, &ack.attachments);
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        ping_interval: PING_INTERVAL,
+        ping_timeout: PING_TIMEOUT,
+        max_payload: MAX_PAYLOAD,
+        cors: Cors::Any,
+        ..EngineConfig::default()
+    }
+}
+
+#[async_std::main]
+async fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    let mut app = tide::new();
+    Engine::new(config(), Arc::new(Echo)).mount(&mut app, "/engine.io/");
+    let io = SocketIo::new(CONNECT_TIMEOUT)
+        .namespace("/", Arc::new(EchoNamespace))
+        .namespace("/custom", Arc::new(EchoNamespace));
+    Engine::new(config(), Arc::new(io)).mount(&mut app, "/socket.io/");
+    let addr = format!("127.0.0.1:{}", args.port);
+    eprintln!("socketio_conformance listening on http://{addr}");
+    app.listen(addr).await
+}

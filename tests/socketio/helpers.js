@@ -1,0 +1,211 @@
+'use strict';
+// Helpers for livefeed's Socket.IO end-to-end tests: start/stop the real
+// server binary (or the conformance example) on a free port with a temp
+// data dir, publish posts over HTTP, and wait for events. Every wait has a
+// timeout; nothing sleeps to synchronise.
+
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+
+const REPO = path.resolve(__dirname, '..', '..');
+const LIVEFEED_BIN = process.env.LIVEFEED_BIN || path.join(REPO, 'target', 'release', 'livefeed');
+const CONFORMANCE_BIN =
+  process.env.LIVEFEED_CONFORMANCE_BIN || path.join(REPO, 'target', 'release', 'examples', 'socketio_conformance');
+
+/** Longest any single wait may take. */
+const WAIT = 15000;
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Resolves with the arguments of the next `event` on a socket.io-style emitter. */
+function nextEvent(emitter, event, ms = WAIT) {
+  let listener;
+  const p = new Promise((resolve) => {
+    listener = (...args) => resolve(args);
+    emitter.once(event, listener);
+  });
+  return withTimeout(p, ms, `event ${event}`).finally(() => emitter.off?.(event, listener));
+}
+
+/** Bind 127.0.0.1:0, read the port, close. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Retries `check` until it returns truthy; bounded by `ms`. */
+async function until(check, ms, what) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** A process serving HTTP on 127.0.0.1:port, started and stopped on demand. */
+class Proc {
+  constructor(bin, args, port) {
+    this.bin = bin;
+    this.args = args;
+    this.port = port;
+    this.proc = null;
+    this.logs = '';
+  }
+
+  get url() {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start(readyPath) {
+    if (!fs.existsSync(this.bin)) {
+      throw new Error(`${this.bin} not found: run cargo build --release --bins --examples (or set LIVEFEED_BIN / LIVEFEED_CONFORMANCE_BIN)`);
+    }
+    const proc = spawn(this.bin, this.args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = proc;
+    const log = (c) => {
+      this.logs += c.toString();
+      if (this.logs.length > 100000) this.logs = this.logs.slice(-50000);
+    };
+    proc.stdout.on('data', log);
+    proc.stderr.on('data', log);
+    this.exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+    let gone = null;
+    this.exited.then((e) => { gone = e; });
+    await until(async () => {
+      if (gone) throw Object.assign(new Error(`exited during startup: ${JSON.stringify(gone)}\n${this.logs}`));
+      const res = await fetch(this.url + readyPath, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      return true;
+    }, WAIT, `${this.bin} to answer on ${this.url}`);
+  }
+
+  /** SIGTERM, then SIGKILL if it does not exit in time. */
+  async stop() {
+    const proc = this.proc;
+    if (!proc) return null;
+    this.proc = null;
+    proc.kill('SIGTERM');
+    try {
+      return await withTimeout(this.exited, 10000, 'exit after SIGTERM');
+    } catch (err) {
+      proc.kill('SIGKILL');
+      await withTimeout(this.exited, 5000, 'exit after SIGKILL');
+      throw err;
+    }
+  }
+}
+
+/** The livefeed binary on a free port with a temp data dir (kept across restarts). */
+class Livefeed extends Proc {
+  static async start(extraArgs = []) {
+    const port = await freePort();
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'livefeed-sio-'));
+    const server = new Livefeed(
+      LIVEFEED_BIN,
+      ['--addr', `127.0.0.1:${port}`, '--data-dir', dataDir, '--log-level', 'warn', ...extraArgs],
+      port,
+    );
+    server.dataDir = dataDir;
+    await server.start('/healthz');
+    return server;
+  }
+
+  async restart() {
+    await this.stop();
+    await this.start('/healthz');
+  }
+
+  async dispose() {
+    try {
+      await this.stop();
+    } finally {
+      fs.rmSync(this.dataDir, { recursive: true, force: true });
+    }
+  }
+
+  /** Creates a post over HTTP; resolves with the stored post. */
+  async publish(title, content = 'body', headers = {}) {
+    const res = await fetch(`${this.url}/posts`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify({ title, content }),
+      signal: AbortSignal.timeout(WAIT),
+    });
+    const body = await res.json();
+    if (res.status !== 201) throw new Error(`publish failed: ${res.status} ${JSON.stringify(body)}`);
+    return body;
+  }
+}
+
+/** The socketio_conformance example on a free port. */
+class Conformance extends Proc {
+  static async start() {
+    const port = await freePort();
+    const server = new Conformance(CONFORMANCE_BIN, ['--port', String(port)], port);
+    await server.start('/engine.io/?EIO=4&transport=polling');
+    return server;
+  }
+}
+
+/**
+ * Records every newPost a socket.io client receives; `waitFor(n)` resolves
+ * once n posts arrived.
+ */
+class PostLog {
+  constructor(socket) {
+    this.posts = [];
+    this.offsets = [];
+    this.waiters = [];
+    socket.on('newPost', (data, offset) => {
+      this.posts.push(data.post);
+      this.offsets.push(offset);
+      this.waiters = this.waiters.filter((w) => !w());
+    });
+  }
+
+  get ids() {
+    return this.posts.map((p) => p.id);
+  }
+
+  waitFor(n, ms = WAIT) {
+    return withTimeout(
+      new Promise((resolve) => {
+        const check = () => {
+          if (this.posts.length >= n) {
+            resolve(this.ids);
+            return true;
+          }
+          return false;
+        };
+        if (!check()) this.waiters.push(check);
+      }),
+      ms,
+      `${n} newPost events (have ${this.posts.length})`,
+    );
+  }
+}
+
+module.exports = { WAIT, Livefeed, Conformance, PostLog, freePort, nextEvent, until, withTimeout };
