@@ -36,9 +36,8 @@ pub const NEW_POST: Encoding = Encoding::new(1, |id, post| {
 
 /// A post as a Socket.IO event without offset (recovery off):
 /// `42["newPost",{"post":…}]`. Encoding slot 3 (slot 2 is SSE's).
-pub const NEW_POST_PLAIN: Encoding = Encoding::new(3, |_, post| {
-    format!("42[\"newPost\",{{\"post\":{post}}}]")
-});
+pub const NEW_POST_PLAIN: Encoding =
+    Encoding::new(3, |_, post| format!("42[\"newPost\",{{\"post\":{post}}}]"));
 
 /// The event a client emits to publish (with an ack for the result).
 pub const CREATE_POST: &str = "createPost";
@@ -80,7 +79,10 @@ impl Resume {
         if !recovery {
             return Ok(Self { since, pid: None });
         }
-        let offset = auth.get("offset").and_then(Value::as_str).and_then(|s| s.parse().ok());
+        let offset = auth
+            .get("offset")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok());
         let pid = auth
             .get("pid")
             .and_then(Value::as_str)
@@ -196,7 +198,10 @@ async fn create_post(
         }
     }
     let body = body.ok_or_else(|| {
-        ApiError::invalid_field("body", "emit createPost with the post as its first argument")
+        ApiError::invalid_field(
+            "body",
+            "emit createPost with the post as its first argument",
+        )
     })?;
     let post = NewPost::from_json(body.as_bytes())?;
     let stored = state.store.create(post).await?;
@@ -280,8 +285,14 @@ mod tests {
     #[test]
     fn post_frames() {
         let d = Delivery::new(7, r#"{"id":7}"#);
-        assert_eq!(&**d.frame(NEW_POST), r#"42["newPost",{"post":{"id":7}},"7"]"#);
-        assert_eq!(&**d.frame(NEW_POST_PLAIN), r#"42["newPost",{"post":{"id":7}}]"#);
+        assert_eq!(
+            &**d.frame(NEW_POST),
+            r#"42["newPost",{"post":{"id":7}},"7"]"#
+        );
+        assert_eq!(
+            &**d.frame(NEW_POST_PLAIN),
+            r#"42["newPost",{"post":{"id":7}}]"#
+        );
     }
 
     #[test]

@@ -49,7 +49,12 @@ pub struct Options {
 
     /// Largest Socket.IO POST body or websocket message, in bytes
     /// (maxPayload); larger ones get 413 or close the connection.
-    #[arg(id = "socketio_max_payload", long = "socketio-max-payload", env = "LIVEFEED_SOCKETIO_MAX_PAYLOAD", default_value_t = 1_000_000)]
+    #[arg(
+        id = "socketio_max_payload",
+        long = "socketio-max-payload",
+        env = "LIVEFEED_SOCKETIO_MAX_PAYLOAD",
+        default_value_t = 1_000_000
+    )]
     pub max_payload: usize,
 
     /// Time a Socket.IO client has to join a namespace after connecting.
@@ -62,7 +67,12 @@ pub struct Options {
     pub recovery: bool,
 
     /// Most concurrent Socket.IO sessions; more handshakes get 503.
-    #[arg(id = "socketio_max_sessions", long = "socketio-max-sessions", env = "LIVEFEED_SOCKETIO_MAX_SESSIONS", default_value_t = 100_000)]
+    #[arg(
+        id = "socketio_max_sessions",
+        long = "socketio-max-sessions",
+        env = "LIVEFEED_SOCKETIO_MAX_SESSIONS",
+        default_value_t = 100_000
+    )]
     pub max_sessions: usize,
 }
 

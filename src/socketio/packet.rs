@@ -155,7 +155,9 @@ impl Packet {
         }
         let digits = bytes[i..].iter().take_while(|b| b.is_ascii_digit()).count();
         let id = if digits > 0 {
-            let id = text[i..i + digits].parse::<u64>().map_err(|_| ParseError::AckId)?;
+            let id = text[i..i + digits]
+                .parse::<u64>()
+                .map_err(|_| ParseError::AckId)?;
             i += digits;
             Some(id)
         } else {
@@ -175,7 +177,10 @@ impl Packet {
         if data.is_none()
             && matches!(
                 kind,
-                PacketType::Event | PacketType::BinaryEvent | PacketType::Ack | PacketType::BinaryAck
+                PacketType::Event
+                    | PacketType::BinaryEvent
+                    | PacketType::Ack
+                    | PacketType::BinaryAck
             )
         {
             return Err(ParseError::Payload);
@@ -215,11 +220,13 @@ fn check_payload(kind: PacketType, value: &Value) -> Result<(), ParseError> {
         PacketType::Connect => value.is_object(),
         PacketType::Disconnect => false,
         PacketType::ConnectError => value.is_object() || value.is_string(),
-        PacketType::Event | PacketType::BinaryEvent => match value.as_array().and_then(|a| a.first()) {
-            Some(Value::String(name)) => !RESERVED_EVENTS.contains(&name.as_str()),
-            Some(Value::Number(_)) => true,
-            _ => false,
-        },
+        PacketType::Event | PacketType::BinaryEvent => {
+            match value.as_array().and_then(|a| a.first()) {
+                Some(Value::String(name)) => !RESERVED_EVENTS.contains(&name.as_str()),
+                Some(Value::Number(_)) => true,
+                _ => false,
+            }
+        }
         PacketType::Ack | PacketType::BinaryAck => value.is_array(),
     };
     if ok {
@@ -237,8 +244,12 @@ fn check_placeholders(value: &Value, attachments: usize) -> Result<(), ParseErro
                 _ => Err(ParseError::Placeholder),
             }
         }
-        Value::Object(map) => map.values().try_for_each(|v| check_placeholders(v, attachments)),
-        Value::Array(items) => items.iter().try_for_each(|v| check_placeholders(v, attachments)),
+        Value::Object(map) => map
+            .values()
+            .try_for_each(|v| check_placeholders(v, attachments)),
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|v| check_placeholders(v, attachments)),
         _ => Ok(()),
     }
 }
@@ -310,7 +321,10 @@ mod tests {
     #[test]
     fn connect_packets() {
         let p = decode("0");
-        assert_eq!((p.kind, p.nsp.as_str(), p.data), (PacketType::Connect, "/", None));
+        assert_eq!(
+            (p.kind, p.nsp.as_str(), p.data),
+            (PacketType::Connect, "/", None)
+        );
         let p = decode(r#"0{"token":"123"}"#);
         assert_eq!(p.data.as_deref(), Some(r#"{"token":"123"}"#));
         for s in ["0/custom,", "0/custom"] {
@@ -346,7 +360,10 @@ mod tests {
         let p = decode(r#"2/admin,13["foo"]"#);
         assert_eq!((p.nsp.as_str(), p.id), ("/admin", Some(13)));
         let p = decode("312[]");
-        assert_eq!((p.kind, p.id, p.data.as_deref()), (PacketType::Ack, Some(12), Some("[]")));
+        assert_eq!(
+            (p.kind, p.id, p.data.as_deref()),
+            (PacketType::Ack, Some(12), Some("[]"))
+        );
         assert_eq!(decode(r#"3/admin,13["bar"]"#).nsp, "/admin");
         // Numeric event names are allowed by the reference parser.
         assert_eq!(decode("2[1]").kind, PacketType::Event);
@@ -376,10 +393,17 @@ mod tests {
 
     #[test]
     fn binary_packets() {
-        let p = decode(r#"52-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#);
-        assert_eq!((p.kind, p.attachments, p.id), (PacketType::BinaryEvent, 2, None));
+        let p =
+            decode(r#"52-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#);
+        assert_eq!(
+            (p.kind, p.attachments, p.id),
+            (PacketType::BinaryEvent, 2, None)
+        );
         let p = decode(r#"51-/admin,14["foo",{"_placeholder":true,"num":0}]"#);
-        assert_eq!((p.nsp.as_str(), p.id, p.attachments), ("/admin", Some(14), 1));
+        assert_eq!(
+            (p.nsp.as_str(), p.id, p.attachments),
+            ("/admin", Some(14), 1)
+        );
         let p = decode(r#"62-789[1,{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#);
         assert_eq!((p.kind, p.id), (PacketType::BinaryAck, Some(789)));
         assert_eq!(decode(r#"50-["x"]"#).attachments, 0);
@@ -388,7 +412,10 @@ mod tests {
             (r#"5-["x"]"#, ParseError::Attachments),
             (r#"52["x"]"#, ParseError::Attachments),
             (r#"565-["x"]"#, ParseError::Attachments),
-            (r#"51-["x",{"_placeholder":true,"num":1}]"#, ParseError::Placeholder),
+            (
+                r#"51-["x",{"_placeholder":true,"num":1}]"#,
+                ParseError::Placeholder,
+            ),
             (r#"51-["x",{"_placeholder":true}]"#, ParseError::Placeholder),
         ] {
             assert_eq!(Packet::decode(s), Err(e), "{s:?}");
@@ -402,7 +429,10 @@ mod tests {
         p.nsp = "/admin".into();
         assert_eq!(p.encode(), r#"0/admin,{"sid":"x"}"#);
         assert_eq!(Packet::new(PacketType::Disconnect, "/", None).encode(), "1");
-        assert_eq!(Packet::new(PacketType::Disconnect, "/admin", None).encode(), "1/admin,");
+        assert_eq!(
+            Packet::new(PacketType::Disconnect, "/admin", None).encode(),
+            "1/admin,"
+        );
         let mut e = Packet::new(PacketType::Event, "/", Some(r#"["foo"]"#.into()));
         e.id = Some(12);
         assert_eq!(e.encode(), r#"212["foo"]"#);
@@ -421,7 +451,10 @@ mod tests {
             Some(r#"["baz",{"_placeholder":true,"num":0}]"#.into()),
         );
         b.attachments = 1;
-        assert_eq!(b.encode(), r#"51-/admin,["baz",{"_placeholder":true,"num":0}]"#);
+        assert_eq!(
+            b.encode(),
+            r#"51-/admin,["baz",{"_placeholder":true,"num":0}]"#
+        );
         let mut ba = Packet::new(PacketType::BinaryAck, "/", Some("[]".into()));
         ba.attachments = 2;
         ba.id = Some(1);
@@ -447,7 +480,14 @@ mod tests {
     fn splits_and_joins_arrays() {
         assert_eq!(
             split_array(r#"["message",1,"2,]",{"3":[true,{"a":"}"}]},[1,2],"\"q\\"]"#),
-            vec![r#""message""#, "1", r#""2,]""#, r#"{"3":[true,{"a":"}"}]}"#, "[1,2]", r#""\"q\\""#]
+            vec![
+                r#""message""#,
+                "1",
+                r#""2,]""#,
+                r#"{"3":[true,{"a":"}"}]}"#,
+                "[1,2]",
+                r#""\"q\\""#
+            ]
         );
         assert_eq!(split_array("[]"), Vec::<&str>::new());
         assert_eq!(split_array(" [ 1 , 2 ] "), vec!["1", "2"]);

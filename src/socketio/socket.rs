@@ -65,6 +65,9 @@ pub struct Ack {
 
 type AckCallback = Box<dyn FnOnce(&Socket, Ack) + Send>;
 
+/// A packet and its binary attachments.
+type Complete = (Packet, Vec<Vec<u8>>);
+
 /// The Socket.IO server: namespaces by name.
 pub struct SocketIo {
     namespaces: HashMap<String, Arc<dyn Namespace>>,
@@ -120,7 +123,7 @@ impl Handler for SocketIo {
 struct ClientState {
     sockets: HashMap<String, Socket>,
     /// A binary packet waiting for its attachments.
-    partial: Option<(Packet, Vec<Vec<u8>>)>,
+    partial: Option<Complete>,
 }
 
 /// One engine session's Socket.IO side.
@@ -136,7 +139,7 @@ impl Client {
     }
 
     /// The next complete packet, if `message` completes one.
-    fn assemble(&self, message: Message) -> Result<Option<(Packet, Vec<Vec<u8>>)>, ()> {
+    fn assemble(&self, message: Message) -> Result<Option<Complete>, ()> {
         let mut state = self.state();
         match message {
             Message::Text(text) => {
@@ -184,7 +187,8 @@ impl Client {
                 let data = packet.data.unwrap_or_default();
                 let mut items = split_array(&data).into_iter();
                 let first = items.next().ok_or(())?;
-                let name = serde_json::from_str::<String>(first).unwrap_or_else(|_| first.to_owned());
+                let name =
+                    serde_json::from_str::<String>(first).unwrap_or_else(|_| first.to_owned());
                 let event = Event {
                     name,
                     args: items.map(str::to_owned).collect(),

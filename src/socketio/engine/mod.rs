@@ -90,9 +90,9 @@ impl Cors {
                     .map(|(_, rest)| rest.trim_end_matches('/'));
                 host.is_some() && origin_host == host
             }
-            Cors::Allow(list) => list.iter().any(|a| {
-                a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin)
-            }),
+            Cors::Allow(list) => list
+                .iter()
+                .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin)),
         }
     }
 }
@@ -578,7 +578,8 @@ impl Session {
             return Err(EngineError::BadRequest);
         };
         for packet in packets {
-            let received = self.with_core(|core| core.receive(packet, Instant::now(), Via::Polling));
+            let received =
+                self.with_core(|core| core.receive(packet, Instant::now(), Via::Polling));
             if !self.dispatch(received) {
                 break;
             }
@@ -620,7 +621,8 @@ async fn run_probe(
                 WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
                 _ => return false,
             };
-            match session.with_core(|core| core.receive(packet, Instant::now(), Via::WebSocket(ws))) {
+            match session.with_core(|core| core.receive(packet, Instant::now(), Via::WebSocket(ws)))
+            {
                 Received::ProbeReply => {
                     if send_frame(&conn, &Frame::pong_probe()).await.is_err() {
                         return false;
@@ -669,7 +671,8 @@ async fn run_websocket(session: Arc<Session>, conn: WebSocketConnection, ws: u64
             }
             Err(_) => break,
         };
-        let received = session.with_core(|core| core.receive(packet, Instant::now(), Via::WebSocket(ws)));
+        let received =
+            session.with_core(|core| core.receive(packet, Instant::now(), Via::WebSocket(ws)));
         if received == Received::ProbeFailed || !session.dispatch(received) {
             return;
         }
@@ -681,12 +684,18 @@ async fn run_websocket(session: Arc<Session>, conn: WebSocketConnection, ws: u64
     });
 }
 
-async fn write_loop(session: Arc<Session>, conn: WebSocketConnection, rung: async_channel::Receiver<()>) {
+async fn write_loop(
+    session: Arc<Session>,
+    conn: WebSocketConnection,
+    rung: async_channel::Receiver<()>,
+) {
     loop {
         match session.with_core(|core| core.take()) {
             Take::Frames(frames) => {
                 for frame in &frames {
-                    let sent = async_std::future::timeout(session.write_timeout, send_frame(&conn, frame)).await;
+                    let sent =
+                        async_std::future::timeout(session.write_timeout, send_frame(&conn, frame))
+                            .await;
                     if !matches!(sent, Ok(Ok(()))) {
                         session.close(CloseReason::TransportClose);
                         break;
@@ -706,7 +715,10 @@ async fn write_loop(session: Arc<Session>, conn: WebSocketConnection, rung: asyn
     }
 }
 
-async fn send_frame(conn: &WebSocketConnection, frame: &Frame) -> async_tungstenite::tungstenite::Result<()> {
+async fn send_frame(
+    conn: &WebSocketConnection,
+    frame: &Frame,
+) -> async_tungstenite::tungstenite::Result<()> {
     match frame {
         // tungstenite 0.13 takes owned buffers: one copy of the shared frame.
         Frame::Text(text) => conn.send_string(text.to_string()).await,
@@ -722,7 +734,9 @@ async fn close_websocket(conn: &WebSocketConnection, reason: CloseReason) {
     };
     // Best effort: the peer may be gone already.
     let close = conn.send(WsMessage::Close(Some(frame)));
-    async_std::future::timeout(Duration::from_secs(1), close).await.ok();
+    async_std::future::timeout(Duration::from_secs(1), close)
+        .await
+        .ok();
 }
 
 fn websocket_key<S>(req: &Request<S>) -> Option<String> {
@@ -737,7 +751,10 @@ fn websocket_key<S>(req: &Request<S>) -> Option<String> {
     if req.method() != Method::Get
         || !has(headers::UPGRADE.as_str(), "websocket")
         || !has(headers::CONNECTION.as_str(), "upgrade")
-        || req.header("Sec-WebSocket-Version").map(|h| h.as_str().trim()) != Some("13")
+        || req
+            .header("Sec-WebSocket-Version")
+            .map(|h| h.as_str().trim())
+            != Some("13")
     {
         return None;
     }
@@ -799,6 +816,8 @@ mod tests {
         let a = random_id();
         assert_eq!(a.len(), 20);
         assert_ne!(a, random_id());
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
     }
 }

@@ -181,10 +181,19 @@ mod tests {
         assert_eq!(Packet::decode("0{}").unwrap(), Packet::Open("{}".into()));
         assert_eq!(Packet::decode("1").unwrap(), Packet::Close);
         assert_eq!(Packet::decode("2").unwrap(), Packet::Ping(String::new()));
-        assert_eq!(Packet::decode("2probe").unwrap(), Packet::Ping("probe".into()));
+        assert_eq!(
+            Packet::decode("2probe").unwrap(),
+            Packet::Ping("probe".into())
+        );
         assert_eq!(Packet::decode("3").unwrap(), Packet::Pong(String::new()));
-        assert_eq!(Packet::decode("3probe").unwrap(), Packet::Pong("probe".into()));
-        assert_eq!(Packet::decode("4hello").unwrap(), Packet::Message("hello".into()));
+        assert_eq!(
+            Packet::decode("3probe").unwrap(),
+            Packet::Pong("probe".into())
+        );
+        assert_eq!(
+            Packet::decode("4hello").unwrap(),
+            Packet::Message("hello".into())
+        );
         assert_eq!(Packet::decode("4").unwrap(), Packet::Message(String::new()));
         assert_eq!(Packet::decode("5").unwrap(), Packet::Upgrade);
         assert_eq!(Packet::decode("6").unwrap(), Packet::Noop);
@@ -196,9 +205,15 @@ mod tests {
         assert_eq!(Packet::decode(""), Err(DecodeError::Empty));
         assert_eq!(Packet::decode("abc"), Err(DecodeError::UnknownType('a')));
         assert_eq!(Packet::decode("7"), Err(DecodeError::UnknownType('7')));
-        assert_eq!(Packet::decode_payload(b"bnot*base64"), Err(DecodeError::Base64));
+        assert_eq!(
+            Packet::decode_payload(b"bnot*base64"),
+            Err(DecodeError::Base64)
+        );
         assert_eq!(Packet::decode_payload(b"4a\x1e"), Err(DecodeError::Empty));
-        assert_eq!(Packet::decode_payload(&[0x34, 0xff]), Err(DecodeError::Utf8));
+        assert_eq!(
+            Packet::decode_payload(&[0x34, 0xff]),
+            Err(DecodeError::Utf8)
+        );
     }
 
     #[test]
@@ -212,7 +227,9 @@ mod tests {
             ]
         );
         assert_eq!(
-            Packet::decode_payload("4test1\x1e4test2".as_bytes()).unwrap().len(),
+            Packet::decode_payload("4test1\x1e4test2".as_bytes())
+                .unwrap()
+                .len(),
             2
         );
     }
@@ -227,7 +244,10 @@ mod tests {
         assert_eq!(encode_payload(&frames), "4hello\x1ebAQIDBA==\x1e2");
         assert_eq!(encode_payload(&[Frame::noop()]), "6");
         assert_eq!(encode_payload(&[]), "");
-        assert_eq!(Frame::open(r#"{"sid":"x"}"#), Frame::Text(r#"0{"sid":"x"}"#.into()));
+        assert_eq!(
+            Frame::open(r#"{"sid":"x"}"#),
+            Frame::Text(r#"0{"sid":"x"}"#.into())
+        );
     }
 
     #[test]

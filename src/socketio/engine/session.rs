@@ -689,7 +689,10 @@ mod tests {
         let mut core = polling(now);
         let mut rx = waiting(core.poll());
         core.post_begin().unwrap();
-        assert_eq!(core.receive(Packet::Close, now, Via::Polling), Received::Closed);
+        assert_eq!(
+            core.receive(Packet::Close, now, Via::Polling),
+            Received::Closed
+        );
         assert_eq!(answered(&mut rx), ["6"]);
         assert_eq!(core.take_just_closed(), Some(CloseReason::ClientClose));
     }
@@ -711,7 +714,10 @@ mod tests {
             core.receive(Packet::Message("x".into()), now, Via::Polling),
             Received::Message(Message::Text("x".into()))
         );
-        assert_eq!(core.receive(Packet::Noop, now, Via::Polling), Received::Nothing);
+        assert_eq!(
+            core.receive(Packet::Noop, now, Via::Polling),
+            Received::Nothing
+        );
     }
 
     #[test]
@@ -763,7 +769,7 @@ mod tests {
             Received::ProbeFailed
         );
         assert_eq!(core.transport(), Transport::Polling);
-        let _ = waiting(core.poll());
+        drop(waiting(core.poll()));
         core.probe_begin(2).unwrap();
         core.probe_end(2);
         core.probe_begin(3).unwrap();
@@ -773,7 +779,10 @@ mod tests {
     fn bulk_pushes_wait_for_room_and_control_frames_have_headroom() {
         let mut core = polling(Instant::now());
         for i in 0..3 {
-            assert_eq!(core.push(Frame::message(&i.to_string()), true), Pushed::Queued);
+            assert_eq!(
+                core.push(Frame::message(&i.to_string()), true),
+                Pushed::Queued
+            );
         }
         assert_eq!(core.push(Frame::message("3"), true), Pushed::Full);
         let mut room = core.room();
@@ -810,12 +819,18 @@ mod tests {
             Take::Frames(frames) => assert_eq!(text(&frames), ["4a"]),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(core.take(), Take::Close(CloseReason::ServerShutdown)));
+        assert!(matches!(
+            core.take(),
+            Take::Close(CloseReason::ServerShutdown)
+        ));
         // Any other close drops what is queued.
         let mut core = Core::new(Transport::WebSocket, Instant::now(), limits());
         core.push(Frame::message("a"), true);
         core.close(CloseReason::ProtocolError);
-        assert!(matches!(core.take(), Take::Close(CloseReason::ProtocolError)));
+        assert!(matches!(
+            core.take(),
+            Take::Close(CloseReason::ProtocolError)
+        ));
     }
 
     #[test]
