@@ -326,18 +326,18 @@ impl Engine {
     }
 
     fn handshake_json(&self, session: &Session) -> String {
-        let upgrades: &[&str] = match session.core().transport() {
-            Transport::Polling => &["websocket"],
-            Transport::WebSocket => &[],
+        let upgrades = match session.core().transport() {
+            Transport::Polling => r#"["websocket"]"#,
+            Transport::WebSocket => "[]",
         };
-        serde_json::json!({
-            "sid": &*session.sid,
-            "upgrades": upgrades,
-            "pingInterval": self.config.ping_interval.as_millis() as u64,
-            "pingTimeout": self.config.ping_timeout.as_millis() as u64,
-            "maxPayload": self.config.max_payload,
-        })
-        .to_string()
+        // Written out to keep the reference server's key order.
+        format!(
+            r#"{{"sid":{},"upgrades":{upgrades},"pingInterval":{},"pingTimeout":{},"maxPayload":{}}}"#,
+            serde_json::Value::from(&*session.sid),
+            self.config.ping_interval.as_millis(),
+            self.config.ping_timeout.as_millis(),
+            self.config.max_payload,
+        )
     }
 
     fn open(self: &Arc<Self>, transport: Transport) -> Result<Arc<Session>, EngineError> {
