@@ -154,7 +154,7 @@ if [ "$QUICK" -eq 1 ]; then
     local t="$1"
     scenario "$t" idle1k 30 fanout -n 200 --rate 20 --duration-s 0.5 "${SETTLE[@]}"
     scenario "$t" fanout10k 30 fanout -n 500 --rate 20 --duration-s 1.5 "${SETTLE[@]}"
-    scenario "$t" throughput 30 fanout -n 200 --window 32 --publishers 8 --duration-s 1.5 "${SETTLE[@]}"
+    scenario "$t" throughput 30 fanout -n 200 --window 32 --publishers 32 --duration-s 1.5 "${SETTLE[@]}"
     scenario "$t" publish 30 publish --publishers 16 --duration-s 1
     scenario "$t" slow 40 fanout -n 200 --slow 10 --rate 50 --duration-s 1.5 --pad 2000 \
       --slow-drain-s 5 "${SETTLE[@]}"
@@ -164,7 +164,7 @@ else
     local t="$1"
     scenario "$t" idle1k 120 fanout -n 1000 --rate 10 --duration-s 1
     scenario "$t" fanout10k 240 fanout -n 10000 --rate 10 --duration-s 20
-    scenario "$t" throughput 120 fanout -n 1000 --window 64 --publishers 16 --duration-s 10
+    scenario "$t" throughput 120 fanout -n 1000 --window 64 --publishers 64 --duration-s 10
     scenario "$t" publish 120 publish --publishers 64 --duration-s 10
     scenario "$t" slow-base 120 fanout -n 1000 --rate 50 --duration-s 12 --pad 2000
     scenario "$t" slow 180 fanout -n 1000 --slow 50 --rate 50 --duration-s 12 --pad 2000

@@ -24,6 +24,21 @@ pub struct HttpConn {
     timeout: Duration,
     /// Connections opened so far (1 for a healthy keep-alive run).
     pub connects: u64,
+    /// Requests sent again after a kept-alive connection turned out closed.
+    pub retries: u64,
+    /// Some of the current response has been read.
+    response_started: bool,
+}
+
+/// Errors that mean the server had closed a kept-alive connection.
+fn is_stale_conn(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+    )
 }
 
 /// A parsed response.
@@ -44,6 +59,8 @@ impl HttpConn {
             conn: None,
             timeout,
             connects: 0,
+            retries: 0,
+            response_started: false,
         }
     }
 
@@ -55,6 +72,31 @@ impl HttpConn {
         content_type: Option<&str>,
         body: &[u8],
     ) -> io::Result<Response> {
+        let reused = self.conn.is_some();
+        let res = self.attempt(method, path, content_type, body).await;
+        match res {
+            // A kept-alive connection the server closed while idle (Node
+            // closes them after its keepAliveTimeout) fails before any byte
+            // of a response: the server never took the request, so send it
+            // once more on a fresh connection, as browsers do. Should the
+            // server have taken it after all, the subscribers would see the
+            // post twice and report a duplicate.
+            Err(ref e) if reused && !self.response_started && is_stale_conn(e) => {
+                self.retries += 1;
+                self.attempt(method, path, content_type, body).await
+            }
+            other => other,
+        }
+    }
+
+    async fn attempt(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> io::Result<Response> {
+        self.response_started = false;
         let t = self.timeout;
         let res =
             async_std::future::timeout(t, self.request_inner(method, path, content_type, body))
@@ -111,6 +153,9 @@ impl HttpConn {
         loop {
             line.clear();
             let n = conn.read_line(&mut line).await?;
+            if n > 0 {
+                self.response_started = true;
+            }
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,

@@ -57,6 +57,8 @@ pub struct PubStats {
     pub stalled: bool,
     /// New TCP connections opened by publishers (publishers at best).
     pub http_connects: u64,
+    /// POSTs sent a second time because a kept-alive connection was closed.
+    pub http_retries: u64,
     /// Rate mode: worst lateness of a send against its schedule, in µs
     /// (large when every publisher was waiting on a slow POST).
     pub max_send_lag_us: u64,
@@ -145,7 +147,7 @@ impl PubShared {
         }
     }
 
-    async fn run_one(self: Arc<Self>, k: usize) -> u64 {
+    async fn run_one(self: Arc<Self>, k: usize) -> (u64, u64) {
         let mut conn = HttpConn::new(self.opts.addr, self.opts.timeout);
         let start = std::time::Instant::now();
         let n = self.opts.publishers as u64;
@@ -196,7 +198,7 @@ impl PubShared {
                 self.send(&mut conn, seq).await;
             },
         }
-        conn.connects
+        (conn.connects, conn.retries)
     }
 }
 
@@ -218,9 +220,11 @@ pub async fn run(opts: PubOpts, shared: Arc<Shared>, post_latency: Arc<Histogram
     let handles: Vec<_> = (0..opts.publishers.max(1))
         .map(|k| async_std::task::spawn(ps.clone().run_one(k)))
         .collect();
-    let mut connects = 0;
+    let (mut connects, mut retries) = (0, 0);
     for h in handles {
-        connects += h.await;
+        let (c, r) = h.await;
+        connects += c;
+        retries += r;
     }
     let mut st = std::mem::take(&mut *ps.stats.lock().expect("no panics while held"));
     st.first_send_us = ps.first_send_us.load(Ordering::Relaxed);
@@ -229,6 +233,7 @@ pub async fn run(opts: PubOpts, shared: Arc<Shared>, post_latency: Arc<Histogram
     }
     st.end_us = shared.now_us();
     st.http_connects = connects;
+    st.http_retries = retries;
     st.max_send_lag_us = ps.max_lag_us.load(Ordering::Relaxed);
     st
 }

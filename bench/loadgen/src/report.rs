@@ -121,6 +121,16 @@ fn rows() -> Vec<Row> {
             value: |r, t| field(r, t, "fanout10k", "latency.max_ms"),
         },
         Row {
+            scenario: "fanout10k",
+            label: |_| "Fan-out: POST latency p99, part of the delivery latency above (ms)".into(),
+            value: |r, t| field(r, t, "fanout10k", "post_latency.p99_ms"),
+        },
+        Row {
+            scenario: "fanout10k",
+            label: |_| "Fan-out: posts/s actually accepted (offered: the rate above)".into(),
+            value: |r, t| field(r, t, "fanout10k", "posts_per_sec"),
+        },
+        Row {
             scenario: "throughput",
             label: |v| {
                 format!(
@@ -312,6 +322,14 @@ pub fn render(r: &Results) -> String {
         let mut notes = Vec::new();
         if let Some(e) = v.get("error").and_then(Value::as_str) {
             notes.push(e.to_string());
+        }
+        if let Some(n) = get(v, "http_retries").filter(|n| *n > 0.0) {
+            notes.push(format!(
+                "{n} POSTs resent after the server closed an idle keep-alive connection"
+            ));
+        }
+        if v.get("drained").and_then(Value::as_bool) == Some(false) {
+            notes.push("deliveries still missing when the drain timeout ended".into());
         }
         if v.get("publisher_stalled").and_then(Value::as_bool) == Some(true) {
             notes.push("publisher stalled".into());
