@@ -95,6 +95,10 @@ pub struct Config {
     /// Socket.IO at /socket.io/.
     #[command(flatten)]
     pub socketio: crate::socketio::Options,
+
+    /// Cluster mode: `--redis-url` and `--redis-stream`.
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 impl Config {

@@ -88,6 +88,18 @@ impl ApiError {
     }
 }
 
+impl From<crate::cluster::PublishError> for ApiError {
+    fn from(e: crate::cluster::PublishError) -> Self {
+        use crate::cluster::PublishError;
+        log::warn!("create failed: {e}");
+        let code = match e {
+            PublishError::Diverged(_) => "replica_diverged",
+            _ => "redis_unavailable",
+        };
+        Self::new(StatusCode::ServiceUnavailable, code, e.to_string())
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         log::error!("store error: {e}");

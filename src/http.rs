@@ -2,6 +2,7 @@
 //! responses.
 
 use crate::assets;
+use crate::cluster::Cluster;
 use crate::error::ApiError;
 use crate::metrics;
 use crate::post::NewPost;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub http: HttpCounters,
     /// The configuration the server started with.
     pub config: Config,
+    /// Cluster mode (`--redis-url`): the shared log creates go to.
+    pub cluster: Option<Arc<Cluster>>,
     next_connection: AtomicU64,
 }
 
@@ -59,6 +62,7 @@ impl AppState {
             metrics,
             http: HttpCounters::default(),
             config,
+            cluster: None,
             next_connection: AtomicU64::new(1),
         }
     }
@@ -97,6 +101,7 @@ pub fn app(state: State) -> tide::Server<State> {
     app.at("/ws").get(ws::upgrade);
     crate::socketio::mount(&mut app);
     app.at("/healthz").get(healthz);
+    app.at("/readyz").get(readyz);
     app.at("/metrics").get(metrics::render);
     app.at("/").get(assets::serve);
     app.at("/*path").get(assets::serve);
@@ -117,15 +122,20 @@ async fn create(req: &mut Request<State>, state: &AppState) -> Result<Response, 
     require_json(req)?;
     let body = read_body(req).await?;
     let post = NewPost::from_json(&body)?;
-    let stored = state.store.create(post).await?;
+    let stored = match &state.cluster {
+        // The tailer stores and broadcasts it, on this node as on the others.
+        Some(cluster) => cluster.publish(post).await?,
+        None => {
+            let stored = state.store.create(post).await?;
+            // The post is durable; a hub that is gone only means nobody is
+            // listening, so the create still succeeded.
+            let delivery = Delivery::new(stored.post.id, stored.json.clone());
+            state.hub.send(Broadcast(delivery)).ok();
+            stored
+        }
+    };
     state.http.posts_created.fetch_add(1, Ordering::Relaxed);
     let id = stored.post.id;
-    // The post is durable; a hub that is gone only means nobody is
-    // listening, so the create still succeeded.
-    state
-        .hub
-        .send(Broadcast(Delivery::new(id, stored.json.clone())))
-        .ok();
     Ok(Response::builder(StatusCode::Created)
         .content_type(tide::http::mime::JSON)
         .header(headers::LOCATION, format!("/posts/{id}"))
@@ -270,8 +280,31 @@ async fn get_post(req: Request<State>) -> tide::Result {
     Ok(found.unwrap_or_else(ApiError::into_response))
 }
 
-async fn healthz(_req: Request<State>) -> tide::Result {
-    Ok(json_response(StatusCode::Ok, r#"{"status":"ok"}"#.into()))
+/// Liveness: 200 while the process serves; says the mode and, in cluster
+/// mode, the replica's state.
+async fn healthz(req: Request<State>) -> tide::Result {
+    let body = match &req.state().cluster {
+        None => serde_json::json!({"status": "ok", "mode": "single"}),
+        Some(cluster) => {
+            let mut body = cluster.health();
+            body["status"] = "ok".into();
+            body
+        }
+    };
+    Ok(json_response(StatusCode::Ok, body.to_string()))
+}
+
+/// Readiness, for load balancers: 503 while a cluster node catches up with
+/// the stream (or refuses a diverged replica); a single node is always
+/// ready.
+async fn readyz(req: Request<State>) -> tide::Result {
+    let ready = req.state().cluster.as_ref().map_or(true, |c| c.is_ready());
+    let (status, body) = if ready {
+        (StatusCode::Ok, r#"{"ready":true}"#)
+    } else {
+        (StatusCode::ServiceUnavailable, r#"{"ready":false}"#)
+    };
+    Ok(json_response(status, body.into()))
 }
 
 fn json_response(status: StatusCode, body: String) -> Response {

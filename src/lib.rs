@@ -11,6 +11,8 @@
 //! - [`http`]: the routes and request limits;
 //! - [`post`]: the post wire format and validation;
 //! - [`store`]: sled storage with a group-commit writer;
+//! - [`cluster`]: cluster mode (`--redis-url`), several nodes sharing one
+//!   post log in a Redis stream;
 //! - [`ws`]: the `/ws` websocket transport, [`cork`]: its write coalescing;
 //! - [`socketio`]: Socket.IO clients at `/socket.io/`;
 //! - [`error`]: API errors and their status codes;
@@ -21,6 +23,7 @@
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
 pub mod assets;
+pub mod cluster;
 pub mod config;
 pub mod cork;
 pub mod error;

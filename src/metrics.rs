@@ -81,6 +81,9 @@ pub async fn render(req: Request<State>) -> tide::Result {
         out,
         "# HELP livefeed_last_post_id The newest stored post id.\n# TYPE livefeed_last_post_id gauge\nlivefeed_last_post_id {last}\n"
     );
+    if let Some(cluster) = &state.cluster {
+        cluster.render_metrics(&mut out);
+    }
     Ok(Response::builder(StatusCode::Ok)
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(out)

@@ -81,7 +81,19 @@ pub async fn run(
         .start()
         .await
         .map_err(|e| ServerError::Hub(e.to_string()))?;
-    let state = Arc::new(AppState::new(store.clone(), hub.clone(), metrics, config));
+    // Cluster mode: creates go to Redis and a tailer feeds the store and hub.
+    let cluster = match config.cluster.redis_url.clone() {
+        Some(url) => Some(crate::cluster::Cluster::start(
+            url,
+            config.cluster.redis_stream.clone(),
+            store.clone(),
+            hub.clone(),
+        )?),
+        None => None,
+    };
+    let mut state = AppState::new(store.clone(), hub.clone(), metrics, config);
+    state.cluster = cluster.clone();
+    let state = Arc::new(state);
     let app = http::app(state);
     log::info!("livefeed listening on http://{addr}");
 
@@ -96,6 +108,10 @@ pub async fn run(
         if timeout(SHUTDOWN_GRACE, drained).await.is_err() {
             log::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
         }
+    }
+    // The tailer first: it feeds the hub and holds the store.
+    if let Some(cluster) = &cluster {
+        cluster.stop().await;
     }
     // Stop the hub before returning: it holds the store, and the store's
     // file lock must be free once `run` is done (a restart in the same

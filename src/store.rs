@@ -1,9 +1,11 @@
 //! Durable post storage on sled, behind a narrow interface.
 //!
-//! One writer thread owns every insert and every flush. Creates queue up
-//! while a flush is running and the next round takes them all at once, so
-//! concurrent clients share fsyncs (group commit) and sled's `flush_async`
-//! is never called from several tasks at once. Reads go straight to sled.
+//! One writer thread owns every insert and every flush. Creates (and, in
+//! cluster mode, posts replicated from the Redis stream, see
+//! [`Store::apply`]) queue up while a flush is running and the next round
+//! takes them all at once, so concurrent clients share fsyncs (group
+//! commit) and sled's `flush_async` is never called from several tasks at
+//! once. Reads go straight to sled.
 //!
 //! Keys are post ids as big-endian `u64` (so key order is id order), values
 //! the post's JSON exactly as the API serves it.
@@ -63,9 +65,20 @@ pub struct Page {
     pub next: Option<u64>,
 }
 
-struct WriteRequest {
-    post: NewPost,
-    reply: oneshot::Sender<Result<StoredPost, StoreError>>,
+/// What the writer thread is asked to do; each request is answered after
+/// the flush that made it durable.
+enum WriteRequest {
+    /// A new post: the writer assigns its id.
+    Create {
+        post: NewPost,
+        reply: oneshot::Sender<Result<StoredPost, StoreError>>,
+    },
+    /// Posts whose ids were assigned elsewhere (cluster mode: the Redis
+    /// stream), written as they are, in order.
+    Apply {
+        posts: Vec<StoredPost>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// The post store.
@@ -127,7 +140,23 @@ impl Store {
     pub async fn create(&self, post: NewPost) -> Result<StoredPost, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writer
-            .send(WriteRequest { post, reply })
+            .send(WriteRequest::Create { post, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stores posts that already have ids (replicated from the cluster's
+    /// log) through the same writer, so they share its flushes and sled is
+    /// still flushed from one thread only. When this returns `Ok`, every
+    /// post is on disk. Writing a post again replaces it.
+    pub async fn apply(&self, posts: Vec<StoredPost>) -> Result<(), StoreError> {
+        if posts.is_empty() {
+            return Ok(());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(WriteRequest::Apply { posts, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -254,33 +283,54 @@ impl Writer {
     fn commit(&mut self, batch: &mut Vec<WriteRequest>) {
         let created_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         let mut writes = sled::Batch::default();
-        let mut stored = Vec::with_capacity(batch.len());
+        let mut created = Vec::with_capacity(batch.len());
         for request in batch.iter() {
-            let post = Post {
-                id: self.next_id,
-                title: request.post.title.clone(),
-                content: request.post.content.clone(),
-                author: request.post.author.clone(),
-                created_at: created_at.clone(),
-            };
-            self.next_id += 1;
-            // A struct of strings and an integer always serialises.
-            let json: Arc<str> = serde_json::to_string(&post)
-                .expect("post serialises")
-                .into();
-            writes.insert(&post.id.to_be_bytes(), json.as_bytes());
-            stored.push(StoredPost { post, json });
+            match request {
+                WriteRequest::Create { post, .. } => {
+                    let post = Post {
+                        id: self.next_id,
+                        title: post.title.clone(),
+                        content: post.content.clone(),
+                        author: post.author.clone(),
+                        created_at: created_at.clone(),
+                    };
+                    self.next_id += 1;
+                    // A struct of strings and an integer always serialises.
+                    let json: Arc<str> = serde_json::to_string(&post)
+                        .expect("post serialises")
+                        .into();
+                    writes.insert(&post.id.to_be_bytes(), json.as_bytes());
+                    created.push(StoredPost { post, json });
+                }
+                WriteRequest::Apply { posts, .. } => {
+                    for stored in posts {
+                        writes.insert(&stored.post.id.to_be_bytes(), stored.json.as_bytes());
+                        self.next_id = self.next_id.max(stored.post.id + 1);
+                    }
+                }
+            }
         }
         let result = self
             .posts
             .apply_batch(writes)
             .and_then(|()| self.db.flush().map(drop));
-        for (request, post) in batch.drain(..).zip(stored) {
-            let answer = match &result {
-                Ok(()) => Ok(post),
-                Err(e) => Err(StoreError::Sled(e.clone())),
-            };
-            request.reply.send(answer).ok();
+        let mut created = created.into_iter();
+        for request in batch.drain(..) {
+            match request {
+                WriteRequest::Create { reply, .. } => {
+                    // One stored post was pushed per create, in order.
+                    let post = created.next().expect("a post per create");
+                    let answer = match &result {
+                        Ok(()) => Ok(post),
+                        Err(e) => Err(StoreError::Sled(e.clone())),
+                    };
+                    reply.send(answer).ok();
+                }
+                WriteRequest::Apply { reply, .. } => {
+                    let answer = result.clone().map_err(StoreError::Sled);
+                    reply.send(answer).ok();
+                }
+            }
         }
     }
 }
@@ -347,6 +397,31 @@ mod tests {
         let mut ids = futures::future::join_all(tasks).await;
         ids.sort_unstable();
         assert_eq!(ids, (1..=200).collect::<Vec<_>>());
+        store.close().unwrap();
+    }
+
+    #[async_std::test]
+    async fn applied_posts_keep_their_ids_and_creates_follow_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let posts: Vec<StoredPost> = [3u64, 7]
+            .iter()
+            .map(|&id| {
+                let post = Post {
+                    id,
+                    title: format!("t{id}"),
+                    content: "c".into(),
+                    author: None,
+                    created_at: "2026-01-01T00:00:00.000Z".into(),
+                };
+                let json = serde_json::to_string(&post).unwrap().into();
+                StoredPost { post, json }
+            })
+            .collect();
+        store.apply(posts.clone()).await.unwrap();
+        assert_eq!(store.last_id().unwrap(), Some(7));
+        assert_eq!(&*store.get(3).unwrap().unwrap(), posts[0].json.as_bytes());
+        assert_eq!(store.create(new_post("next")).await.unwrap().post.id, 8);
         store.close().unwrap();
     }
 }

@@ -208,6 +208,11 @@ pub struct Connection<S: Outbound> {
     metrics: Arc<Metrics>,
     config: ConnectionConfig,
     since: Option<u64>,
+    /// The newest post id this client has (written, or `since`): anything
+    /// at or below it is skipped. The hub sends in id order, but a client
+    /// that resumes on a node whose replica is behind the `since` it brings
+    /// (cluster mode) would otherwise see those posts twice.
+    sent_upto: u64,
     backlog: Arc<Backlog>,
     inbound: Option<BoxStream<'static, Inbound>>,
     reader: Option<AbortHandle>,
@@ -241,6 +246,7 @@ impl<S: Outbound> Connection<S> {
             metrics,
             config,
             since,
+            sent_upto: since.unwrap_or(0),
             backlog: Arc::default(),
             inbound: Some(inbound),
             reader: None,
@@ -251,7 +257,11 @@ impl<S: Outbound> Connection<S> {
     }
 
     async fn write(&mut self, delivery: &Delivery) -> io::Result<()> {
+        if delivery.id <= self.sent_upto {
+            return Ok(());
+        }
         bounded(self.config.write_timeout, self.sink.deliver(delivery)).await?;
+        self.sent_upto = delivery.id;
         Metrics::add(&self.metrics.frames_delivered, 1);
         Ok(())
     }

@@ -377,3 +377,23 @@ async fn sink_is_told_when_more_posts_are_queued() {
     assert_eq!(hints.last(), Some(&false), "the last of the run flushes");
     assert!(hints[1..4].iter().all(|&more| more), "{hints:?}");
 }
+
+#[async_std::test]
+async fn since_ahead_of_the_hub_skips_posts_the_client_has() {
+    // A client resuming with `since = 5` on a hub (a cluster node whose
+    // replica lags) that has only reached post 3: posts 4 and 5 arrive
+    // live later and must not reach the client a second time.
+    let history = Arc::new(MemHistory::default());
+    for id in 1..=3 {
+        history.store(id);
+    }
+    let mut w = World::with_history(history, ConnectionConfig::default()).await;
+    let (rx, _addr) = w.connect(Some(5), None).await;
+    assert_eq!(next(&rx).await, Event::Welcome(Some(3)));
+    for id in 4..=7 {
+        w.publish(id).await;
+    }
+    assert_eq!(posts(&rx, 2).await, vec![6, 7]);
+    w.hub.call(Stats).await.unwrap();
+    assert!(rx.is_empty(), "a post the client had was delivered");
+}

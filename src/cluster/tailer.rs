@@ -1,0 +1,377 @@
+//! The tailer: replicates the Redis stream into the local store, in order.
+//!
+//! One task per node. It reads the stream with `XREAD BLOCK` from the entry
+//! after the last one it applied, writes each batch into sled through the
+//! store's writer (one flush per batch), records the batch as applied and
+//! only then sends each post to the hub. Any Redis failure drops the
+//! connection; the tailer reconnects with capped, jittered exponential
+//! backoff and resumes from its last applied entry, so nothing is skipped
+//! and nothing is applied or broadcast twice.
+//!
+//! On every (re)connection it first checks that the stream still holds the
+//! newest post of the local store, unchanged. If not, Redis lost writes
+//! (see the persistence settings in `docs/cluster.md`) or the data dir
+//! belongs to another feed: the node then refuses creates and reports
+//! itself not ready rather than serve a history that disagrees with the
+//! other nodes.
+
+use super::resp::{Cmd, Conn, RedisError, Value};
+use super::{Cluster, COMMAND_TIMEOUT, CONNECT_TIMEOUT};
+use crate::post::Post;
+use crate::store::{Store, StoreError, StoredPost};
+use livefeed_actors::{Broadcast, Delivery, Hub};
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use xactor::Addr;
+
+/// How long one `XREAD` waits on the server for new entries.
+pub const BLOCK: Duration = Duration::from_secs(5);
+/// Most stream entries read, stored (one flush) and broadcast at a time.
+pub const BATCH: usize = 512;
+/// First wait before reconnecting after a failure.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// Longest wait between reconnection attempts.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// How often a diverged replica checks the log again.
+pub const DIVERGED_RETRY: Duration = Duration::from_secs(10);
+/// Failures in a row between two warnings while Redis stays down.
+const WARN_EVERY: u32 = 20;
+
+/// Why a tailing session ended.
+#[derive(Debug, thiserror::Error)]
+enum TailError {
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    #[error("applying posts to the local store failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Diverged(String),
+}
+
+/// A stream entry: its id and the post it carries (if it is one).
+struct Entry {
+    id: String,
+    post_id: u64,
+    post: Result<StoredPost, String>,
+}
+
+/// The replication task of one node.
+pub(crate) struct Tailer {
+    cluster: Arc<Cluster>,
+    store: Arc<Store>,
+    hub: Addr<Hub>,
+    /// The exact id of the last entry read (`<post id>-0` for entries the
+    /// create script wrote).
+    cursor: String,
+    /// The stream head when the node first reached Redis: readiness means
+    /// having applied at least that far.
+    start_head: Option<u64>,
+}
+
+impl Tailer {
+    pub(crate) fn new(cluster: Arc<Cluster>, store: Arc<Store>, hub: Addr<Hub>) -> Self {
+        let applied = cluster.progress.applied.load(Ordering::SeqCst);
+        Self {
+            cluster,
+            store,
+            hub,
+            cursor: format!("{applied}-0"),
+            start_head: None,
+        }
+    }
+
+    /// Tails until aborted.
+    pub(crate) async fn run(mut self) {
+        let mut backoff = BACKOFF_MIN;
+        let mut failures = 0u32;
+        loop {
+            let error = match self.session(&mut backoff, &mut failures).await {
+                Ok(never) => match never {},
+                Err(error) => error,
+            };
+            let progress = &self.cluster.progress;
+            progress.connected.store(false, Ordering::Relaxed);
+            let wait = match error {
+                TailError::Diverged(why) => {
+                    if progress.diverged().as_deref() != Some(why.as_str()) {
+                        log::error!("cluster: refusing to serve: {why}");
+                    }
+                    progress.set_diverged(Some(why));
+                    DIVERGED_RETRY
+                }
+                error => {
+                    if let TailError::Redis(_) = error {
+                        progress.redis_errors.fetch_add(1, Ordering::Relaxed);
+                        self.cluster.pool.clear();
+                    }
+                    failures += 1;
+                    if failures == 1 || failures % WARN_EVERY == 0 {
+                        log::warn!(
+                            "cluster: tailing {} failed ({failures} in a row), retrying from entry {}: {error}",
+                            self.cluster.url,
+                            self.cursor
+                        );
+                    } else {
+                        log::debug!("cluster: tailing failed again: {error}");
+                    }
+                    let wait = jitter(backoff);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    wait
+                }
+            };
+            async_std::task::sleep(wait).await;
+        }
+    }
+
+    /// One connection's worth of tailing; returns only with the error that
+    /// ended it.
+    async fn session(
+        &mut self,
+        backoff: &mut Duration,
+        failures: &mut u32,
+    ) -> Result<Infallible, TailError> {
+        let mut conn = Conn::connect(&self.cluster.url, CONNECT_TIMEOUT).await?;
+        self.check_resume_point(&mut conn).await?;
+        let top = self.top_id(&mut conn).await?;
+        let progress = self.cluster.progress.clone();
+        progress.head.fetch_max(top, Ordering::Relaxed);
+        let start_head = *self.start_head.get_or_insert(top);
+        progress.set_diverged(None);
+        progress.connected.store(true, Ordering::Relaxed);
+        if *failures > 0 {
+            log::info!(
+                "cluster: reconnected to {}, resuming after entry {}",
+                self.cluster.url,
+                self.cursor
+            );
+        }
+        *backoff = BACKOFF_MIN;
+        *failures = 0;
+        self.check_ready(start_head, false);
+
+        let read_timeout = BLOCK + COMMAND_TIMEOUT;
+        loop {
+            let xread = Cmd::new("XREAD")
+                .arg("COUNT")
+                .arg(BATCH.to_string())
+                .arg("BLOCK")
+                .arg(BLOCK.as_millis().to_string())
+                .arg("STREAMS")
+                .arg(&self.cluster.stream)
+                .arg(&self.cursor);
+            let reply = conn.call(&xread, read_timeout).await?;
+            let entries = parse_xread(reply)?;
+            let full = entries.len() == BATCH;
+            self.apply(entries).await?;
+            if full {
+                // More is waiting: learn how much, for the lag metric.
+                let top = self.top_id(&mut conn).await?;
+                progress.head.fetch_max(top, Ordering::Relaxed);
+            }
+            // A read that came back short reached the end of the stream.
+            self.check_ready(start_head, !full);
+        }
+    }
+
+    /// Stores a batch (one flush), records it as applied, then broadcasts.
+    async fn apply(&mut self, entries: Vec<Entry>) -> Result<(), TailError> {
+        let Some(last) = entries.last() else {
+            return Ok(());
+        };
+        let (cursor, last_id) = (last.id.clone(), last.post_id);
+        let progress = &self.cluster.progress;
+        let mut posts = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match entry.post {
+                Ok(post) => posts.push(post),
+                Err(why) => {
+                    progress.bad_entries.fetch_add(1, Ordering::Relaxed);
+                    log::error!(
+                        "cluster: skipping stream entry {} of {}: {why}",
+                        entry.id,
+                        self.cluster.stream
+                    );
+                }
+            }
+        }
+        let deliveries: Vec<_> = posts
+            .iter()
+            .map(|p| Delivery::new(p.post.id, p.json.clone()))
+            .collect();
+        self.store.apply(posts).await?;
+        self.cursor = cursor;
+        progress.set_applied(last_id.max(progress.applied.load(Ordering::SeqCst)));
+        for delivery in deliveries {
+            // A hub that is gone means the node is shutting down.
+            self.hub.send(Broadcast(delivery)).ok();
+        }
+        Ok(())
+    }
+
+    fn check_ready(&self, start_head: u64, caught_up: bool) {
+        let progress = &self.cluster.progress;
+        let applied = progress.applied.load(Ordering::SeqCst);
+        if (caught_up || applied >= start_head) && !progress.ready.swap(true, Ordering::Relaxed) {
+            log::info!("cluster: caught up with the stream at post {applied}; ready");
+        }
+    }
+
+    /// The id of the stream's newest entry (0 when it is empty).
+    async fn top_id(&self, conn: &mut Conn) -> Result<u64, TailError> {
+        let newest = Cmd::new("XREVRANGE")
+            .arg(&self.cluster.stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg("1");
+        let entries = parse_entries(conn.call(&newest, COMMAND_TIMEOUT).await?)?;
+        Ok(entries.last().map_or(0, |e| e.post_id))
+    }
+
+    /// Checks that the stream still holds this node's newest post, unchanged.
+    async fn check_resume_point(&self, conn: &mut Conn) -> Result<(), TailError> {
+        let Some(local) = self.store.last_id()? else {
+            return Ok(());
+        };
+        let id = format!("{local}-0");
+        let entry = Cmd::new("XRANGE")
+            .arg(&self.cluster.stream)
+            .arg(&id)
+            .arg(&id);
+        let found = parse_entries(conn.call(&entry, COMMAND_TIMEOUT).await?)?;
+        let stream = &self.cluster.stream;
+        let Some(remote) = found.into_iter().next() else {
+            return Err(TailError::Diverged(format!(
+                "this node holds post {local} but stream {stream} has no such entry: Redis lost \
+                 acknowledged writes, or the data dir belongs to another feed; start this node \
+                 on an empty data dir to rebuild it from the stream"
+            )));
+        };
+        let local_json = self.store.get(local)?;
+        let same = match (&remote.post, &local_json) {
+            (Ok(remote), Some(local)) => remote.json.as_bytes() == &local[..],
+            _ => false,
+        };
+        if same {
+            Ok(())
+        } else {
+            Err(TailError::Diverged(format!(
+                "post {local} differs between this node and stream {stream}: the data dir \
+                 belongs to another feed, or Redis lost writes and reused the id; start this \
+                 node on an empty data dir to rebuild it from the stream"
+            )))
+        }
+    }
+}
+
+/// The entries of an `XREAD` reply for one stream (none on timeout).
+fn parse_xread(reply: Value) -> Result<Vec<Entry>, RedisError> {
+    let Some(stream) = reply.into_array()?.into_iter().next() else {
+        return Ok(Vec::new());
+    };
+    let mut parts = stream.into_array()?.into_iter();
+    let _key = parts.next();
+    match parts.next() {
+        Some(entries) => parse_entries(entries),
+        None => Err(RedisError::Protocol("XREAD reply without entries".into())),
+    }
+}
+
+/// Entries as `XRANGE`, `XREVRANGE` and `XREAD` return them:
+/// `[[id, [field, value, ...]], ...]`.
+fn parse_entries(reply: Value) -> Result<Vec<Entry>, RedisError> {
+    reply.into_array()?.into_iter().map(parse_entry).collect()
+}
+
+fn parse_entry(entry: Value) -> Result<Entry, RedisError> {
+    let protocol = |what: &str| RedisError::Protocol(format!("malformed stream entry: {what}"));
+    let mut parts = entry.into_array()?.into_iter();
+    let id = parts
+        .next()
+        .and_then(|id| {
+            id.as_bytes()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        })
+        .ok_or_else(|| protocol("no id"))?;
+    let post_id = id
+        .split('-')
+        .next()
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .ok_or_else(|| protocol("bad id"))?;
+    let fields = parts.next().ok_or_else(|| protocol("no fields"))?;
+    let mut fields = fields.into_array()?.into_iter();
+    let mut post = Err("the entry has no `post` field".to_owned());
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        if name.as_bytes() == Some(b"post") {
+            post = decode_post(post_id, &id, value.as_bytes().unwrap_or_default());
+        }
+    }
+    Ok(Entry { id, post_id, post })
+}
+
+/// The post an entry carries, checked against the entry's id.
+fn decode_post(post_id: u64, entry_id: &str, json: &[u8]) -> Result<StoredPost, String> {
+    if !entry_id.ends_with("-0") {
+        return Err("not written by livefeed (sequence part is not 0)".into());
+    }
+    let text = std::str::from_utf8(json).map_err(|_| "the post is not UTF-8".to_owned())?;
+    let post: Post = serde_json::from_str(text).map_err(|e| format!("not a post: {e}"))?;
+    if post.id != post_id {
+        return Err(format!("carries post {} under entry {entry_id}", post.id));
+    }
+    Ok(StoredPost {
+        post,
+        json: text.into(),
+    })
+}
+
+/// `base` plus up to half of it again, so that nodes that lost Redis
+/// together do not all come back in the same instant.
+fn jitter(base: Duration) -> Duration {
+    base + base.mul_f64(fastrand::f64() / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::Bulk(s.as_bytes().to_vec())
+    }
+
+    fn entry(id: &str, post: &str) -> Value {
+        Value::Array(vec![bulk(id), Value::Array(vec![bulk("post"), bulk(post)])])
+    }
+
+    const POST_7: &str = r#"{"id":7,"title":"t","content":"c","author":null,"createdAt":"2026-01-01T00:00:00.000Z"}"#;
+
+    #[test]
+    fn reads_posts_from_an_xread_reply() {
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("livefeed:posts"),
+            Value::Array(vec![
+                entry("7-0", POST_7),
+                entry("8-0", "{}"),
+                entry("9-1", POST_7),
+            ]),
+        ])]);
+        let entries = parse_xread(reply).unwrap();
+        assert_eq!(entries.len(), 3);
+        let first = entries[0].post.as_ref().unwrap();
+        assert_eq!((first.post.id, &*first.json), (7, POST_7));
+        assert!(entries[1].post.is_err(), "not a post");
+        assert!(entries[2].post.is_err(), "not livefeed's");
+        assert_eq!(entries[2].id, "9-1");
+        assert_eq!(entries[2].post_id, 9);
+        assert!(parse_xread(Value::Nil).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_entry_must_carry_its_own_post() {
+        let reply = Value::Array(vec![entry("8-0", POST_7)]);
+        let entries = parse_entries(reply).unwrap();
+        assert!(entries[0].post.as_ref().unwrap_err().contains("post 7"));
+    }
+}
