@@ -298,7 +298,7 @@ async fn healthz(req: Request<State>) -> tide::Result {
 /// the stream (or refuses a diverged replica); a single node is always
 /// ready.
 async fn readyz(req: Request<State>) -> tide::Result {
-    let ready = req.state().cluster.as_ref().map_or(true, |c| c.is_ready());
+    let ready = req.state().cluster.as_ref().is_none_or(|c| c.is_ready());
     let (status, body) = if ready {
         (StatusCode::Ok, r#"{"ready":true}"#)
     } else {

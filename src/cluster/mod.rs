@@ -389,10 +389,9 @@ impl Cluster {
         }
         let created_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         let tail = post_tail(&post, &created_at);
-        let id = self.append(&tail).await.map_err(|e| {
+        let id = self.append(&tail).await.inspect_err(|_| {
             self.progress.redis_errors.fetch_add(1, Ordering::Relaxed);
             self.pool.clear();
-            e
         })?;
         let json: Arc<str> = format!("{{\"id\":{id},{tail}").into();
         let stored = StoredPost {

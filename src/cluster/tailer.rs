@@ -107,7 +107,7 @@ impl Tailer {
                         self.cluster.pool.clear();
                     }
                     failures += 1;
-                    if failures == 1 || failures % WARN_EVERY == 0 {
+                    if failures == 1 || failures.is_multiple_of(WARN_EVERY) {
                         log::warn!(
                             "cluster: tailing {} failed ({failures} in a row), retrying from entry {}: {error}",
                             self.cluster.url,
