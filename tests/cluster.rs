@@ -57,7 +57,16 @@ fn redis_server() -> Option<PathBuf> {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("{message}");
         }
-        eprintln!("SKIPPED: {message}");
+        // Written to the real stderr (the test harness captures
+        // `eprintln!`), once per run.
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED cluster tests: {message}; they pass without checking anything"
+            );
+        });
     }
     found
 }

@@ -19,7 +19,7 @@ use super::resp::{Cmd, Conn, RedisError, Value};
 use super::{Cluster, COMMAND_TIMEOUT, CONNECT_TIMEOUT};
 use crate::post::Post;
 use crate::store::{Store, StoreError, StoredPost};
-use livefeed_actors::{Broadcast, Delivery, Hub};
+use livefeed_actors::{Broadcast, Delivery, Hub, Stats};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -207,6 +207,10 @@ impl Tailer {
             // A hub that is gone means the node is shutting down.
             self.hub.send(Broadcast(delivery)).ok();
         }
+        // Wait for the hub to have fanned the batch out before reading the
+        // next one: a node catching up on a long stream must not pile the
+        // whole backlog into the hub's (unbounded) mailbox.
+        self.hub.call(Stats).await.ok();
         Ok(())
     }
 
