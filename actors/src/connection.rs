@@ -368,6 +368,12 @@ impl<S: Outbound> Handler<Deliver> for Connection<S> {
         if self.closing || self.backlog.is_kicked() {
             return;
         }
+        if delivery.id <= self.sent_upto {
+            // The client has it (see `sent_upto`). Ids only grow, so such
+            // posts come before the first one written live and the sink
+            // holds nothing back that a later hint would have to release.
+            return;
+        }
         self.sink.more_pending(more);
         if let Err(e) = self.write(&delivery).await {
             log::debug!("connection {}: write failed: {e}", self.id);
