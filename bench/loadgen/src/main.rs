@@ -127,6 +127,10 @@ struct FanoutArgs {
     /// After the run, read slow clients for at most this long, in seconds.
     #[arg(long, default_value_t = 15.0)]
     slow_drain_s: f64,
+    /// More nodes of the same feed (a livefeed cluster, repeatable):
+    /// subscribers and publishers are spread round-robin over --addr and these.
+    #[arg(long = "also-addr")]
+    also_addr: Vec<SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -274,7 +278,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Fanout(a) => {
-            if let Err(e) = check_loopback(&a.common.addr) {
+            let addrs = std::iter::once(&a.common.addr).chain(&a.also_addr);
+            if let Err(e) = addrs.map(check_loopback).collect::<Result<Vec<_>, _>>() {
                 eprintln!("{e}");
                 return ExitCode::from(2);
             }
@@ -298,6 +303,7 @@ async fn main() -> ExitCode {
             };
             let cfg = scenario::FanoutCfg {
                 addr: a.common.addr,
+                also: a.also_addr.clone(),
                 proto: a.proto,
                 server_pid: a.common.server_pid,
                 clients: a.clients,

@@ -34,6 +34,8 @@ pub enum Pace {
 #[derive(Debug, Clone)]
 pub struct PubOpts {
     pub addr: SocketAddr,
+    /// More nodes of the same feed: publisher k posts to node k mod (1 + also.len()).
+    pub also: Vec<SocketAddr>,
     pub publishers: usize,
     /// Bytes of padding after the marker in each post's content.
     pub pad: usize,
@@ -148,7 +150,11 @@ impl PubShared {
     }
 
     async fn run_one(self: Arc<Self>, k: usize) -> (u64, u64) {
-        let mut conn = HttpConn::new(self.opts.addr, self.opts.timeout);
+        let addr = match (k % (self.opts.also.len() + 1)).checked_sub(1) {
+            Some(i) => self.opts.also[i],
+            None => self.opts.addr,
+        };
+        let mut conn = HttpConn::new(addr, self.opts.timeout);
         let start = std::time::Instant::now();
         let n = self.opts.publishers as u64;
         match self.opts.pace {

@@ -23,6 +23,9 @@ const KEEP_ERRORS: usize = 5;
 #[derive(Debug, Clone)]
 pub struct FanoutCfg {
     pub addr: SocketAddr,
+    /// More nodes of the same feed: clients and publishers go round-robin
+    /// over `addr` and these.
+    pub also: Vec<SocketAddr>,
     pub proto: Proto,
     pub server_pid: Option<u32>,
     /// Healthy (reading) clients.
@@ -70,6 +73,7 @@ fn summary_json(h: &Histogram) -> Value {
 /// its welcome arrives.
 async fn connect_many<F, T>(
     opts: &ConnectOpts,
+    also: &[SocketAddr],
     n: usize,
     concurrency: usize,
     mut on_open: F,
@@ -81,7 +85,14 @@ where
     let mut errors = Vec::new();
     let mut failures = 0u64;
     let mut stream = futures::stream::iter(0..n)
-        .map(|_| async move { client::connect(opts).await })
+        .map(|i| {
+            // Client i goes to node i mod (1 + also.len()).
+            let mut opts = opts.clone();
+            if let Some(k) = (i % (also.len() + 1)).checked_sub(1) {
+                opts.addr = also[k];
+            }
+            async move { client::connect(&opts).await }
+        })
         .buffer_unordered(concurrency.max(1));
     // Bounded: the stream yields exactly n results, each under connect_timeout.
     while let Some(r) = stream.next().await {
@@ -120,8 +131,12 @@ pub async fn fanout(cfg: FanoutCfg) -> Value {
 
     // Connect storm: healthy clients, each reader starting as soon as it is welcomed.
     let t_connect = Instant::now();
-    let (readers, connect_errors, connect_failures) =
-        connect_many(&opts, cfg.clients, cfg.connect_concurrency, |ws| {
+    let (readers, connect_errors, connect_failures) = connect_many(
+        &opts,
+        &cfg.also,
+        cfg.clients,
+        cfg.connect_concurrency,
+        |ws| {
             let (shared, stop) = (shared.clone(), stop_rx.clone());
             async_std::task::spawn(client::read_loop(
                 ws,
@@ -130,8 +145,9 @@ pub async fn fanout(cfg: FanoutCfg) -> Value {
                 ReadMode { healthy: true },
                 stop,
             ))
-        })
-        .await;
+        },
+    )
+    .await;
     let connect_secs = t_connect.elapsed().as_secs_f64();
     let healthy = readers.len();
     shared.healthy.store(healthy as u32, Ordering::Relaxed);
@@ -142,8 +158,14 @@ pub async fn fanout(cfg: FanoutCfg) -> Value {
         mss: (cfg.slow_mss > 0).then_some(cfg.slow_mss),
         ..opts.clone()
     };
-    let (parked, slow_connect_errors, slow_connect_failures): (Vec<Ws>, _, _) =
-        connect_many(&slow_opts, cfg.slow, cfg.connect_concurrency, |ws| ws).await;
+    let (parked, slow_connect_errors, slow_connect_failures): (Vec<Ws>, _, _) = connect_many(
+        &slow_opts,
+        &cfg.also,
+        cfg.slow,
+        cfg.connect_concurrency,
+        |ws| ws,
+    )
+    .await;
 
     async_std::task::sleep(cfg.settle).await;
     let rss_idle = pid.and_then(proc::rss_kib);
@@ -161,6 +183,7 @@ pub async fn fanout(cfg: FanoutCfg) -> Value {
     let pubs = publish::run(
         PubOpts {
             addr: cfg.addr,
+            also: cfg.also.clone(),
             publishers: cfg.publishers,
             pad: cfg.pad,
             timeout: cfg.http_timeout,
@@ -408,6 +431,7 @@ pub async fn publish_only(
     let pubs = publish::run(
         PubOpts {
             addr,
+            also: Vec::new(),
             publishers,
             pad,
             timeout: http_timeout,
