@@ -563,11 +563,11 @@ async fn three_nodes_deliver_one_global_order_to_every_client() {
     }
     let load = Arc::new(Load::default());
     let targets: Targets = Arc::new(RwLock::new(addrs.clone()));
-    let posters = start_posters(8, Some(25), targets, load.clone());
+    let posters = start_posters(8, Some(40), targets, load.clone());
     for poster in posters {
         timeout(WAIT, poster).await.expect("posters finish");
     }
-    assert_eq!(load.acked(), 200, "every create acknowledged");
+    assert_eq!(load.acked(), 320, "every create acknowledged");
     assert_eq!(load.unread.load(Ordering::Relaxed), 0, "read-your-writes");
     assert!(load.unexpected.lock().unwrap().is_empty());
 
@@ -616,7 +616,7 @@ async fn a_client_resumes_on_another_node_without_gap_or_duplicate() {
     // Posts go on while the client is away.
     load.wait_acked(load.acked() + 30).await;
     let mut on_b = Client::connect(b.addr, Some(since)).await;
-    load.wait_acked(150).await;
+    load.wait_acked(load.acked() + 100).await;
     stop_posters(&load, posters).await;
 
     let truth = redis.stream().await;
@@ -648,14 +648,14 @@ async fn a_node_killed_mid_load_catches_up_and_its_clients_resume() {
     let targets: Targets = Arc::new(RwLock::new(vec![a.addr, c.addr]));
     let posters = start_posters(4, None, targets.clone(), load.clone());
 
-    load.wait_acked(40).await;
+    load.wait_acked(60).await;
     for client in &mut on_c {
         client.read_count(10).await;
     }
     c.kill9();
     let seen: Vec<Vec<Json>> = on_c.into_iter().map(|client| client.posts).collect();
     // Creates go on (those sent to the dead node fail).
-    load.wait_acked(load.acked() + 30).await;
+    load.wait_acked(load.acked() + 50).await;
 
     let c = ProcessNode::spawn(&redis, dir_c.path());
     targets.write().unwrap()[1] = c.addr;
@@ -665,7 +665,7 @@ async fn a_node_killed_mid_load_catches_up_and_its_clients_resume() {
         let since = posts.last().unwrap()["id"].as_u64().unwrap();
         resumed.push(Client::connect(c.addr, Some(since)).await);
     }
-    load.wait_acked(load.acked() + 40).await;
+    load.wait_acked(load.acked() + 60).await;
     stop_posters(&load, posters).await;
 
     let truth = redis.stream().await;
@@ -713,7 +713,7 @@ async fn a_redis_outage_fails_creates_and_loses_nothing_acknowledged() {
     let targets: Targets = Arc::new(RwLock::new(vec![a.addr, b.addr]));
     let posters = start_posters(4, None, targets, load.clone());
 
-    load.wait_acked(40).await;
+    load.wait_acked(60).await;
     redis.kill();
     let failed_before = load.unavailable.load(Ordering::Relaxed);
     wait_until("503s while Redis is down", || {
@@ -732,7 +732,7 @@ async fn a_redis_outage_fails_creates_and_loses_nothing_acknowledged() {
     assert_eq!(http(a.addr, "GET", "/posts", None).await.unwrap().0, 200);
 
     redis.spawn().await;
-    load.wait_acked(load.acked() + 40).await;
+    load.wait_acked(load.acked() + 60).await;
     stop_posters(&load, posters).await;
 
     let truth = redis.stream().await;

@@ -215,6 +215,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Pool {
     url: RedisUrl,
     idle: Mutex<Vec<Conn>>,
+    /// A counting semaphore: sending takes one of the
+    /// [`MAX_PUBLISH_CONNECTIONS`] slots, receiving gives one back.
     permits: async_channel::Sender<()>,
     returned: async_channel::Receiver<()>,
 }
@@ -239,10 +241,14 @@ impl Pool {
         }
     }
 
-    async fn permit(&self) -> Permit<'_> {
-        // The channel never closes: both ends live in `self`.
-        self.permits.send(()).await.ok();
-        Permit(self)
+    /// Waits (at most [`COMMAND_TIMEOUT`]) for a free connection slot: when
+    /// Redis hangs, creates fail after a bounded time instead of queueing.
+    async fn permit(&self) -> Result<Permit<'_>, RedisError> {
+        match async_std::future::timeout(COMMAND_TIMEOUT, self.permits.send(())).await {
+            // The channel never closes: both ends live in `self`.
+            Ok(_) => Ok(Permit(self)),
+            Err(_) => Err(RedisError::Timeout(COMMAND_TIMEOUT)),
+        }
     }
 
     async fn get(&self) -> Result<Conn, RedisError> {
@@ -412,7 +418,11 @@ impl Cluster {
 
     /// Runs the append script on a pooled connection; returns the new id.
     async fn append(&self, tail: &str) -> Result<u64, PublishError> {
-        let _permit = self.pool.permit().await;
+        let _permit = self
+            .pool
+            .permit()
+            .await
+            .map_err(PublishError::Unavailable)?;
         let mut conn = self.pool.get().await.map_err(PublishError::Unavailable)?;
         let evalsha = Cmd::new("EVALSHA")
             .arg(&self.script_sha)
