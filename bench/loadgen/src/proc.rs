@@ -53,6 +53,8 @@ pub fn self_cpu_seconds() -> f64 {
 }
 
 /// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.
+// `rlim_t` is `u64` on Linux x86_64 but not on every target: keep the cast.
+#[allow(clippy::unnecessary_cast)]
 pub fn raise_fd_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
