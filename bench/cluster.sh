@@ -10,11 +10,12 @@
 #   cluster-3  three nodes + redis-server; subscribers and publishers are
 #              spread round-robin over the three (--also-addr)
 # Redis runs with AOF and APPENDFSYNC (default always: a 201 is then fsynced
-# by Redis, as it is by sled in the single setup). Everything is on 127.0.0.1,
+# by Redis, as it is by sled in the single setup). SETUPS (default
+# "single cluster-1 cluster-3") picks setups. Everything is on 127.0.0.1,
 # on free ports, on the same cores as the load generator.
 set -euo pipefail
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 
 QUICK=0
 for arg in "$@"; do
@@ -25,6 +26,7 @@ for arg in "$@"; do
   esac
 done
 APPENDFSYNC="${APPENDFSYNC:-always}"
+read -r -a SETUP_LIST <<<"${SETUPS:-single cluster-1 cluster-3}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -144,7 +146,7 @@ fi
 
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 START=$(date +%s)
-for target in single cluster-1 cluster-3; do
+for target in "${SETUP_LIST[@]}"; do
   scenario "$target" throughput "${THROUGHPUT[@]}"
   scenario "$target" latency "${LATENCY[@]}"
 done
@@ -182,7 +184,7 @@ def f(x, fmt="{:,.0f}"):
 print("| setup | deliveries/s (throughput) | posts/s (throughput) | delivery p50 ms (latency) | delivery p99 ms (latency) | POST p99 ms (latency) | correct |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
 bad = False
-for t in ["single", "cluster-1", "cluster-3"]:
+for t in dict.fromkeys(t for t, _ in rows):
     tp, lat = rows.get((t, "throughput"), {}), rows.get((t, "latency"), {})
     ok = all(r.get("ok") for r in (tp, lat))
     bad |= not ok

@@ -357,9 +357,12 @@ impl Cluster {
         );
         let (abort, registration) = AbortHandle::new_pair();
         let tail = tailer::Tailer::new(cluster.clone(), store, hub);
-        let task = async_std::task::spawn(async move {
-            futures::future::Abortable::new(tail.run(), registration)
-                .await
+        // The tailer runs on a thread of its own rather than as one task
+        // among thousands of connection tasks: its Redis replies and the
+        // store's flush acknowledgements then wake it directly, instead of
+        // queueing behind busy connections on the shared executor.
+        let task = async_std::task::spawn_blocking(move || {
+            async_std::task::block_on(futures::future::Abortable::new(tail.run(), registration))
                 .ok();
         });
         *lock(&cluster.tailer) = Some((abort, task));

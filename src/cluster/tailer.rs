@@ -166,9 +166,15 @@ impl Tailer {
             let full = entries.len() == BATCH;
             self.apply(entries).await?;
             if full {
-                // More is waiting: learn how much, for the lag metric.
+                // More is waiting: learn how much, for the lag metric, and
+                // let the hub fan this batch out before reading the next,
+                // so that a node catching up on a long stream does not pile
+                // the backlog into the hub's (unbounded) mailbox. A batch
+                // that came back short needs no such wait: the stream's own
+                // rate bounds what the next read brings.
                 let top = self.top_id(&mut conn).await?;
                 progress.head.fetch_max(top, Ordering::Relaxed);
+                self.hub.call(Stats).await.ok();
             }
             // A read that came back short reached the end of the stream.
             self.check_ready(start_head, !full);
@@ -207,10 +213,6 @@ impl Tailer {
             // A hub that is gone means the node is shutting down.
             self.hub.send(Broadcast(delivery)).ok();
         }
-        // Wait for the hub to have fanned the batch out before reading the
-        // next one: a node catching up on a long stream must not pile the
-        // whole backlog into the hub's (unbounded) mailbox.
-        self.hub.call(Stats).await.ok();
         Ok(())
     }
 
