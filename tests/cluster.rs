@@ -590,6 +590,18 @@ async fn three_nodes_deliver_one_global_order_to_every_client() {
         pages.push(http(addr, "GET", "/posts?limit=100", None).await.unwrap());
     }
     assert!(pages.windows(2).all(|w| w[0] == w[1]), "replicas differ");
+
+    // A node that joins late starts empty: once it says it is ready it has
+    // the whole log, and serves it like the others.
+    let late_dir = tempfile::tempdir().unwrap();
+    let late = spawn_node(&redis, late_dir.path());
+    wait_ready(late.addr).await;
+    assert_eq!(metric(late.addr, "livefeed_cluster_applied_id").await, last);
+    let page = http(late.addr, "GET", "/posts?limit=100", None)
+        .await
+        .unwrap();
+    assert_eq!(page, pages[0], "the late node's replica differs");
+    late.shutdown().await.unwrap();
     for node in nodes {
         node.shutdown().await.unwrap();
     }
