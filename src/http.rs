@@ -6,7 +6,7 @@ use crate::cluster::Cluster;
 use crate::error::ApiError;
 use crate::metrics;
 use crate::post::NewPost;
-use crate::store::Store;
+use crate::store::{Store, StoredPost};
 use crate::ws;
 use crate::Config;
 use async_std::io::ReadExt;
@@ -72,6 +72,25 @@ impl AppState {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Creates a validated post, whichever transport asked: stores it and
+    /// broadcasts it, or in cluster mode appends it to the shared log (the
+    /// tailer then stores and broadcasts it, on this node as on the others).
+    pub async fn create_post(&self, post: NewPost) -> Result<StoredPost, ApiError> {
+        let stored = match &self.cluster {
+            Some(cluster) => cluster.publish(post).await?,
+            None => {
+                let stored = self.store.create(post).await?;
+                // The post is durable; a hub that is gone only means nobody
+                // is listening, so the create still succeeded.
+                let delivery = Delivery::new(stored.post.id, stored.json.clone());
+                self.hub.send(Broadcast(delivery)).ok();
+                stored
+            }
+        };
+        self.http.posts_created.fetch_add(1, Ordering::Relaxed);
+        Ok(stored)
+    }
+
     /// Limits of each push connection.
     pub fn connection_config(&self) -> ConnectionConfig {
         connection_config(&self.config)
@@ -122,19 +141,7 @@ async fn create(req: &mut Request<State>, state: &AppState) -> Result<Response, 
     require_json(req)?;
     let body = read_body(req).await?;
     let post = NewPost::from_json(&body)?;
-    let stored = match &state.cluster {
-        // The tailer stores and broadcasts it, on this node as on the others.
-        Some(cluster) => cluster.publish(post).await?,
-        None => {
-            let stored = state.store.create(post).await?;
-            // The post is durable; a hub that is gone only means nobody is
-            // listening, so the create still succeeded.
-            let delivery = Delivery::new(stored.post.id, stored.json.clone());
-            state.hub.send(Broadcast(delivery)).ok();
-            stored
-        }
-    };
-    state.http.posts_created.fetch_add(1, Ordering::Relaxed);
+    let stored = state.create_post(post).await?;
     let id = stored.post.id;
     Ok(Response::builder(StatusCode::Created)
         .content_type(tide::http::mime::JSON)

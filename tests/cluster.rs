@@ -793,3 +793,99 @@ async fn a_node_is_not_ready_until_it_has_caught_up_with_redis() {
     );
     node.shutdown().await.unwrap();
 }
+
+/// A Socket.IO v5 client over Engine.IO's websocket transport, joined to
+/// `/`; answers pings by itself.
+struct SocketIo {
+    ws: WebSocketStream<ConnectStream>,
+}
+
+impl SocketIo {
+    async fn connect(addr: SocketAddr) -> Self {
+        let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+        let (ws, _) = timeout(WAIT, connect_async(url))
+            .await
+            .expect("Socket.IO connect timed out")
+            .expect("Socket.IO connects");
+        let mut client = Self { ws };
+        assert!(client.next().await.starts_with('0'), "Engine.IO open");
+        client.send("40").await;
+        assert!(client.next().await.starts_with("40"), "Socket.IO CONNECT");
+        client
+    }
+
+    async fn send(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    async fn next(&mut self) -> String {
+        loop {
+            let message = timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for a Socket.IO packet")
+                .expect("the Socket.IO connection stays open")
+                .expect("a Socket.IO packet");
+            match message {
+                Message::Text(ping) if ping == "2" => self.send("3").await,
+                Message::Text(text) => return text,
+                _ => {}
+            }
+        }
+    }
+
+    /// The post of the next `newPost` event.
+    async fn next_post(&mut self) -> Json {
+        let packet = self.next().await;
+        let args: Vec<Json> = serde_json::from_str(packet.strip_prefix("42").unwrap()).unwrap();
+        assert_eq!(args[0], "newPost", "{packet}");
+        args[1]["post"].clone()
+    }
+}
+
+#[async_std::test]
+async fn socketio_creates_go_through_the_log_and_reach_every_transport() {
+    let Some(bin) = redis_server() else { return };
+    let redis = Redis::start(bin).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = spawn_node(&redis, dir_a.path());
+    let b = spawn_node(&redis, dir_b.path());
+    wait_ready(a.addr).await;
+    wait_ready(b.addr).await;
+    let mut ws_on_b = Client::connect(b.addr, None).await;
+    let mut sio_on_b = SocketIo::connect(b.addr).await;
+    let mut sio_on_a = SocketIo::connect(a.addr).await;
+
+    let body = r#"{"title":"over http","content":"c"}"#;
+    assert_eq!(
+        http(b.addr, "POST", "/posts", Some(body)).await.unwrap().0,
+        201
+    );
+    sio_on_a
+        .send(r#"421["createPost",{"title":"over socket.io","content":"c"}]"#)
+        .await;
+    let created = loop {
+        let packet = sio_on_a.next().await;
+        if let Some(ack) = packet.strip_prefix("431") {
+            let args: Vec<Json> = serde_json::from_str(ack).unwrap();
+            break args[0]["post"].clone();
+        }
+    };
+    assert_eq!(created["title"], "over socket.io");
+    assert_eq!(
+        http(a.addr, "POST", "/posts", Some(body)).await.unwrap().0,
+        201
+    );
+
+    let truth = redis.stream().await;
+    assert_eq!(ids(&truth).len(), 3);
+    assert_eq!(truth[1].1, created, "the Socket.IO create is in the log");
+    ws_on_b.read_through(truth[2].0).await;
+    assert_saw_exactly("/ws client", &ws_on_b.close().await, &truth, 0);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(sio_on_b.next_post().await);
+    }
+    assert_saw_exactly("Socket.IO client", &seen, &truth, 0);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}

@@ -20,7 +20,7 @@ use crate::http::AppState;
 use crate::post::NewPost;
 use async_trait::async_trait;
 use futures::StreamExt;
-use livefeed_actors::{Broadcast, Close, Connection, ConnectionId, Delivery, Encoding, Outbound};
+use livefeed_actors::{Close, Connection, ConnectionId, Delivery, Encoding, Outbound};
 use serde_json::Value;
 use std::io;
 use std::sync::atomic::Ordering;
@@ -204,12 +204,7 @@ async fn create_post(
         )
     })?;
     let post = NewPost::from_json(body.as_bytes())?;
-    let stored = state.store.create(post).await?;
-    state.http.posts_created.fetch_add(1, Ordering::Relaxed);
-    let delivery = Delivery::new(stored.post.id, stored.json.clone());
-    // The post is durable; a hub that is gone only means nobody listens.
-    state.hub.send(Broadcast(delivery)).ok();
-    Ok(stored.json)
+    Ok(state.create_post(post).await?.json)
 }
 
 /// The same comparison as the HTTP API's bearer check.
