@@ -25,6 +25,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default).
     Serve(Box<Config>),
+    /// Create a post on a running server and print it.
+    Post(crate::cli::PostArgs),
+    /// Follow a running server's feed, printing each post as it arrives.
+    Tail(crate::cli::TailArgs),
 }
 
 /// How log lines are written.

@@ -5,7 +5,9 @@ use crate::assets;
 use crate::cluster::Cluster;
 use crate::error::ApiError;
 use crate::metrics;
+use crate::openapi;
 use crate::post::NewPost;
+use crate::sse;
 use crate::store::{Store, StoredPost};
 use crate::ws;
 use crate::Config;
@@ -119,6 +121,8 @@ pub fn app(state: State) -> tide::Server<State> {
     app.at("/posts/:id").get(get_post);
     app.at("/ws").get(ws::upgrade);
     crate::socketio::mount(&mut app);
+    app.at("/events").get(sse::subscribe);
+    app.at("/openapi.json").get(openapi::serve);
     app.at("/healthz").get(healthz);
     app.at("/readyz").get(readyz);
     app.at("/metrics").get(metrics::render);

@@ -15,6 +15,10 @@
 //!   post log in a Redis stream;
 //! - [`ws`]: the `/ws` websocket transport, [`cork`]: its write coalescing;
 //! - [`socketio`]: Socket.IO clients at `/socket.io/`;
+//! - [`sse`]: the `/events` Server-Sent Events transport;
+//! - [`openapi`]: `/openapi.json`, the API's description;
+//! - [`client`], [`cli`]: an HTTP client of the API and the `post` and
+//!   `tail` subcommands built on it;
 //! - [`error`]: API errors and their status codes;
 //! - [`metrics`], [`assets`], [`logging`]: `/metrics`, the embedded demo,
 //!   log output.
@@ -23,6 +27,8 @@
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
 pub mod assets;
+pub mod cli;
+pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod cork;
@@ -30,9 +36,11 @@ pub mod error;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod openapi;
 pub mod post;
 pub mod server;
 pub mod socketio;
+pub mod sse;
 pub mod store;
 pub mod ws;
 

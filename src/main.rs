@@ -1,5 +1,5 @@
 //! The `livefeed` binary: parses flags, installs logging and signal
-//! handling, and runs the server.
+//! handling, and runs the server (or the `post` and `tail` clients).
 
 use clap::Parser;
 use futures::StreamExt;
@@ -15,6 +15,8 @@ async fn main() -> ExitCode {
     let config = match cli.command {
         None => cli.serve,
         Some(Command::Serve(config)) => *config,
+        Some(Command::Post(args)) => return livefeed::cli::post(args).await,
+        Some(Command::Tail(args)) => return livefeed::cli::tail(args).await,
     };
     let logs_on_stderr = livefeed::logging::init(config.log_format, config.log_level);
     match serve(config).await {

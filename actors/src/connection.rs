@@ -125,6 +125,20 @@ impl Default for ConnectionConfig {
     }
 }
 
+impl ConnectionConfig {
+    /// The same limits for a transport whose peer never sends anything
+    /// (Server-Sent Events): such a peer can't prove it is alive, so it is
+    /// never closed for silence. A peer that stops reading is still caught:
+    /// its writes (posts and keep-alives) stall and hit the write timeout,
+    /// or its backlog passes the bound.
+    pub fn without_idle_timeout(self) -> Self {
+        Self {
+            idle_timeout: Duration::MAX,
+            ..self
+        }
+    }
+}
+
 /// Frames and bytes forwarded by the hub and not yet written, shared by the
 /// hub (which reserves) and the connection (which releases).
 #[derive(Debug, Default)]

@@ -1,0 +1,286 @@
+//! The Server-Sent Events transport at `GET /events`.
+//!
+//! Each subscriber is a [`Connection`] actor under the same hub as the
+//! websockets, with the same replay, ordering and slow-consumer rules. The
+//! actor writes frames into a small bounded pipe; the pipe's receiving end
+//! is the response body, which tide sends chunked as frames arrive. Closing
+//! the stream is dropping the pipe's sender; a client that goes away drops
+//! the body, which the actor learns through its inbound stream.
+//!
+//! The stream:
+//! ```text
+//! retry: 3000          <- on connect; with `id: <newest post id>` when the
+//! id: 41                  client did not ask for a replay (see below)
+//!
+//! id: 42
+//! event: newPost
+//! data: {"post":{"id":42,...}}
+//!
+//! : ping               <- every heartbeat interval
+//! ```
+
+use crate::error::ApiError;
+use crate::http::State;
+use async_std::task;
+use async_trait::async_trait;
+use futures::channel::oneshot;
+use futures::io::{AsyncBufRead, AsyncRead};
+use futures::{FutureExt, Stream, StreamExt};
+use livefeed_actors::{Close, Connection, ConnectionId, Delivery, Encoding, Inbound, Outbound};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tide::http::headers;
+use tide::{Body, Request, Response, StatusCode};
+use xactor::Actor;
+
+/// The reconnection delay suggested to clients (`retry:`), in milliseconds.
+pub const RETRY_MS: u64 = 3000;
+
+/// Frames the pipe between a connection actor and its response body holds.
+/// Past this the actor's writes wait (and time out), and the hub's backlog
+/// bound takes over: a stalled reader costs at most this many frames here.
+pub const PIPE_FRAMES: usize = 8;
+
+/// The request header browsers' `EventSource` sends when it reconnects.
+pub const LAST_EVENT_ID: &str = "Last-Event-ID";
+
+/// The `/events` wire format of a post: one event, its id the post id.
+pub const NEW_POST: Encoding = Encoding::new(2, |id, post| {
+    let mut frame = String::with_capacity(post.len() + 48);
+    frame.push_str("id: ");
+    frame.push_str(&id.to_string());
+    frame.push_str("\nevent: newPost\ndata: {\"post\":");
+    // serde_json escapes line breaks inside strings: the post is one line.
+    frame.push_str(post);
+    frame.push_str("}\n\n");
+    frame
+});
+
+/// The keep-alive: a comment line, ignored by every SSE parser.
+const PING: &str = ": ping\n\n";
+
+/// Handles `GET /events`: answers with an event stream fed by a new
+/// connection actor.
+pub async fn subscribe(req: Request<State>) -> tide::Result {
+    let since = match resume_point(&req) {
+        Ok(since) => since,
+        Err(e) => return Ok(e.into_response()),
+    };
+    let state = req.state().clone();
+    let connected = state.metrics.connected.load(Ordering::Relaxed) as usize;
+    if connected >= state.config.max_connections {
+        return Ok(ApiError::new(
+            StatusCode::ServiceUnavailable,
+            "too_many_connections",
+            "the server is at its connection limit; retry later",
+        )
+        .into_response());
+    }
+
+    let (frames, pipe) = async_channel::bounded(PIPE_FRAMES);
+    let (body_alive, body_gone) = oneshot::channel::<()>();
+    // The body is dropped when the response ends or the client goes away;
+    // the actor hears of it as the end of its inbound stream.
+    let inbound = body_gone.into_stream().map(|_| Inbound::Closed).boxed();
+    let id = state.next_connection_id();
+    let actor = Connection::new(
+        id,
+        SseSink {
+            frames,
+            replaying: since.is_some(),
+        },
+        inbound,
+        since,
+        state.hub.clone(),
+        state.store.clone(),
+        state.metrics.clone(),
+        state.connection_config().without_idle_timeout(),
+    );
+    // Started in its own task: replay writes into the pipe, which only
+    // drains once this handler has returned the response.
+    task::spawn(async move {
+        match actor.start().await {
+            // The address keeps the actor alive until it stops itself.
+            Ok(addr) => addr.wait_for_stop().await,
+            Err(e) => log::debug!("connection {id}: did not start: {e}"),
+        }
+    });
+
+    let body = PipeBody {
+        pipe: Box::pin(pipe),
+        chunk: None,
+        pos: 0,
+        _alive: body_alive,
+    };
+    Ok(Response::builder(StatusCode::Ok)
+        .content_type("text/event-stream")
+        .header(headers::CACHE_CONTROL, "no-cache")
+        // Tells nginx-style proxies not to buffer the stream.
+        .header("X-Accel-Buffering", "no")
+        .body(Body::from_reader(body, None))
+        .build())
+}
+
+/// Where a replay starts: `Last-Event-ID` (what a reconnecting
+/// `EventSource` sends, so it wins) or else `?since`.
+fn resume_point(req: &Request<State>) -> Result<Option<u64>, ApiError> {
+    let header = req
+        .header(LAST_EVENT_ID)
+        .map(|h| h.as_str().trim())
+        .filter(|v| !v.is_empty());
+    match header {
+        Some(value) => value.parse::<u64>().map(Some).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_last_event_id",
+                "Last-Event-ID must be a post id (an unsigned integer)",
+            )
+        }),
+        None => crate::ws::since_param(req),
+    }
+}
+
+/// The connection actor's writer: the sending end of the pipe.
+struct SseSink {
+    frames: async_channel::Sender<Arc<str>>,
+    /// The client asked for a replay, so it already knows its position.
+    replaying: bool,
+}
+
+impl SseSink {
+    async fn send(&mut self, frame: Arc<str>) -> io::Result<()> {
+        self.frames
+            .send(frame)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "event stream closed"))
+    }
+}
+
+#[async_trait]
+impl Outbound for SseSink {
+    async fn welcome(&mut self, _id: ConnectionId, last_post_id: Option<u64>) -> io::Result<()> {
+        // A live-only subscriber is told where live starts with a bare
+        // `id:` field: no event is dispatched, but `EventSource` records it
+        // and sends it back as Last-Event-ID if it has to reconnect before
+        // the first post, so that gap is replayed too.
+        let hello = if self.replaying {
+            format!("retry: {RETRY_MS}\n\n")
+        } else {
+            let last = last_post_id.unwrap_or(0);
+            format!("retry: {RETRY_MS}\nid: {last}\n\n")
+        };
+        self.send(hello.into()).await
+    }
+
+    async fn deliver(&mut self, delivery: &Delivery) -> io::Result<()> {
+        self.send(delivery.frame(NEW_POST).clone()).await
+    }
+
+    async fn ping(&mut self) -> io::Result<()> {
+        self.send(PING.into()).await
+    }
+
+    async fn close(&mut self, close: Close) -> io::Result<()> {
+        // Best effort and never waiting: a slow consumer's pipe is full.
+        // The stream ends when the actor, and with it this sender, is gone.
+        let note = format!(": closed: {} ({})\n\n", close.reason, close.code);
+        self.frames.try_send(note.into()).ok();
+        self.frames.close();
+        Ok(())
+    }
+}
+
+/// The response body: reads frames from the pipe as they come.
+struct PipeBody {
+    pipe: Pin<Box<async_channel::Receiver<Arc<str>>>>,
+    chunk: Option<Arc<str>>,
+    pos: usize,
+    /// Dropped with the body: tells the actor the stream is over.
+    _alive: oneshot::Sender<()>,
+}
+
+impl AsyncBufRead for PipeBody {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(chunk) = &this.chunk {
+                if this.pos < chunk.len() {
+                    break;
+                }
+            }
+            match this.pipe.as_mut().poll_next(cx) {
+                Poll::Ready(Some(frame)) => {
+                    this.chunk = Some(frame);
+                    this.pos = 0;
+                }
+                Poll::Ready(None) => return Poll::Ready(Ok(&[])),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let chunk = this.chunk.as_deref().unwrap_or_default();
+        Poll::Ready(Ok(&chunk.as_bytes()[this.pos..]))
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        self.get_mut().pos += amt;
+    }
+}
+
+impl AsyncRead for PipeBody {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let available = match self.as_mut().poll_fill_buf(cx) {
+            Poll::Ready(Ok(bytes)) => bytes,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        };
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Poll::Ready(Ok(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::AsyncReadExt;
+
+    #[test]
+    fn a_post_is_one_event_with_its_id() {
+        let d = Delivery::new(7, r#"{"id":7,"title":"a\nb"}"#);
+        assert_eq!(
+            &**d.frame(NEW_POST),
+            "id: 7\nevent: newPost\ndata: {\"post\":{\"id\":7,\"title\":\"a\\nb\"}}\n\n"
+        );
+    }
+
+    #[async_std::test]
+    async fn the_body_streams_frames_and_ends_when_the_sender_goes() {
+        let (tx, rx) = async_channel::bounded::<Arc<str>>(2);
+        let (alive, mut gone) = oneshot::channel::<()>();
+        let mut body = PipeBody {
+            pipe: Box::pin(rx),
+            chunk: None,
+            pos: 0,
+            _alive: alive,
+        };
+        tx.send("abc".into()).await.unwrap();
+        tx.send("defg".into()).await.unwrap();
+        let mut two = [0u8; 2];
+        body.read_exact(&mut two).await.unwrap();
+        assert_eq!(&two, b"ab");
+        drop(tx);
+        let mut rest = String::new();
+        body.read_to_string(&mut rest).await.unwrap();
+        assert_eq!(rest, "cdefg");
+        assert!(gone.try_recv().unwrap().is_none(), "body still alive");
+        drop(body);
+        assert!(gone.try_recv().is_err(), "dropping the body is seen");
+    }
+}
