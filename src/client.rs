@@ -259,6 +259,7 @@ impl Server {
             return Err(ClientError::Status(ErrorResponse::from_response(&response)));
         }
         Ok(EventStream {
+            headers: head.headers,
             body,
             buf: Vec::new(),
         })
@@ -540,12 +541,18 @@ pub struct SseEvent {
 
 /// An open `GET /events` stream.
 pub struct EventStream {
+    headers: Vec<(String, String)>,
     body: Body,
     /// Decoded bytes not yet parsed.
     buf: Vec<u8>,
 }
 
 impl EventStream {
+    /// The response headers, names lower-cased.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
     /// The next line, without its line break; `None` at the end of the
     /// stream (a last line without a line break is dropped, as browsers
     /// do).

@@ -1,0 +1,395 @@
+//! `/openapi.json` against the real server: every route the app registers
+//! is described, every described response is produced by some request
+//! here, and each real response (status, content type, headers, body)
+//! validates against the document's schemas.
+
+mod support;
+
+use livefeed::client::{Request, Response};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use support::{next_event, within, TestServer};
+
+/// Described responses no test here can produce: storage failures.
+const NOT_EXERCISED: &[(&str, &str, &str)] = &[
+    ("/posts", "post", "503"),
+    ("/posts", "get", "503"),
+    ("/posts/{id}", "get", "503"),
+];
+
+struct Contract {
+    doc: Value,
+    exercised: Mutex<BTreeSet<(String, String, String)>>,
+}
+
+/// Escapes a JSON pointer token.
+fn pointer_token(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+impl Contract {
+    fn load() -> Self {
+        let doc: Value = serde_json::from_str(livefeed::openapi::DOCUMENT).unwrap();
+        Self {
+            doc,
+            exercised: Mutex::default(),
+        }
+    }
+
+    /// Follows a local `$ref`, returning the target and its pointer.
+    fn resolve(&self, value: &Value, pointer: String) -> (Value, String) {
+        match value.get("$ref").and_then(Value::as_str) {
+            Some(reference) => {
+                let target = reference.strip_prefix('#').expect("local $ref");
+                let found = self
+                    .doc
+                    .pointer(target)
+                    .unwrap_or_else(|| panic!("dangling $ref {reference}"));
+                self.resolve(found, target.to_owned())
+            }
+            None => (value.clone(), pointer),
+        }
+    }
+
+    /// Validates `instance` against the schema at `pointer` in the document
+    /// (so its `$ref`s resolve inside the document).
+    fn validate(&self, pointer: &str, instance: &Value, what: &str) {
+        let mut root = self.doc.clone();
+        // A pointer in a URI fragment: braces must be percent-encoded.
+        let fragment = pointer.replace('{', "%7B").replace('}', "%7D");
+        root["$ref"] = json!(format!("#{fragment}"));
+        let validator = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .should_validate_formats(true)
+            .build(&root)
+            .unwrap_or_else(|e| panic!("schema at {pointer} does not compile: {e}"));
+        let errors: Vec<String> = validator
+            .iter_errors(instance)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{what}: does not match {pointer}: {errors:#?}\n{instance}"
+        );
+    }
+
+    /// Holds one real response to the document.
+    fn check(&self, method: &str, path: &str, response: &Response) {
+        let what = format!("{} {path} -> {}", method.to_uppercase(), response.status);
+        let op_pointer = format!("/paths/{}/{method}", pointer_token(path));
+        let op = self
+            .doc
+            .pointer(&op_pointer)
+            .unwrap_or_else(|| panic!("{what}: operation not described"));
+        let status = response.status.to_string();
+        let described = op["responses"]
+            .get(&status)
+            .unwrap_or_else(|| panic!("{what}: status not described"));
+        let (described, pointer) =
+            self.resolve(described, format!("{op_pointer}/responses/{status}"));
+        self.exercised
+            .lock()
+            .unwrap()
+            .insert((path.to_owned(), method.to_owned(), status));
+
+        if let Some(headers) = described.get("headers").and_then(Value::as_object) {
+            for (name, header) in headers {
+                let value = response
+                    .header(name)
+                    .unwrap_or_else(|| panic!("{what}: no {name} header"));
+                let schema = format!("{pointer}/headers/{}/schema", pointer_token(name));
+                self.validate(&schema, &json!(value), &format!("{what} header {name}"));
+            }
+        }
+        let Some(content) = described.get("content").and_then(Value::as_object) else {
+            return;
+        };
+        let content_type = response
+            .header("content-type")
+            .unwrap_or_else(|| panic!("{what}: no Content-Type"));
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap()
+            .trim()
+            .to_ascii_lowercase();
+        assert!(
+            content.contains_key(&essence),
+            "{what}: Content-Type {content_type} not described (described: {:?})",
+            content.keys().collect::<Vec<_>>()
+        );
+        if essence == "text/event-stream" {
+            return; // an endless body; its events are checked in tests/sse.rs
+        }
+        let schema = format!("{pointer}/content/{}/schema", pointer_token(&essence));
+        let body = if essence == "application/json" {
+            serde_json::from_slice(&response.body)
+                .unwrap_or_else(|e| panic!("{what}: body is not JSON: {e}"))
+        } else {
+            json!(response.text())
+        };
+        self.validate(&schema, &body, &what);
+    }
+
+    /// Every described response was checked above, but for the ones no
+    /// test can produce.
+    fn assert_all_exercised(&self) {
+        let exercised = self.exercised.lock().unwrap();
+        let mut missing = Vec::new();
+        for (path, item) in self.doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for status in op["responses"].as_object().unwrap().keys() {
+                    let key = (path.clone(), method.clone(), status.clone());
+                    let skipped = NOT_EXERCISED.contains(&(path, method, status));
+                    if !exercised.contains(&key) && !skipped {
+                        missing.push(key);
+                    }
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "described but never produced: {missing:#?}"
+        );
+    }
+}
+
+async fn send(server: &TestServer, request: Request<'_>) -> Response {
+    within(server.api.send(&request)).await.expect("a response")
+}
+
+async fn get(server: &TestServer, target: &str) -> Response {
+    send(server, Request::new("GET", target)).await
+}
+
+const JSON: &str = "application/json";
+
+fn post_json(body: &[u8]) -> Request<'_> {
+    Request::new("POST", "/posts")
+        .header("Content-Type", JSON)
+        .body(body)
+}
+
+fn upgrade(target: &str) -> Request<'_> {
+    Request::new("GET", target)
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("Sec-WebSocket-Version", "13")
+}
+
+#[async_std::test]
+async fn real_responses_match_the_document() {
+    let contract = Contract::load();
+    let server = TestServer::start().await;
+    let c = &contract;
+
+    // The served document is the embedded one.
+    let served = get(&server, "/openapi.json").await;
+    c.check("get", "/openapi.json", &served);
+    assert_eq!(served.text(), livefeed::openapi::DOCUMENT);
+
+    // Posts.
+    let created = send(
+        &server,
+        post_json(br#"{"title":" Hi ","content":"there","author":"ada"}"#),
+    )
+    .await;
+    c.check("post", "/posts", &created);
+    let anonymous = send(&server, post_json(br#"{"title":"t","content":"c"}"#)).await;
+    c.check("post", "/posts", &anonymous);
+    let cases: [(&[u8], u16); 5] = [
+        (b"{", 400),
+        (br#"{"content":"c"}"#, 422),
+        (br#"{"title":"t","content":"c","extra":1}"#, 422),
+        (b"[]", 422),
+        (br#"{"title":"t","content":"c","author":7}"#, 422),
+    ];
+    for (body, status) in cases {
+        let response = send(&server, post_json(body)).await;
+        assert_eq!(response.status, status, "{}", String::from_utf8_lossy(body));
+        c.check("post", "/posts", &response);
+    }
+    let big = vec![b' '; 70 * 1024];
+    let too_large = send(&server, post_json(&big)).await;
+    assert_eq!(too_large.status, 413);
+    c.check("post", "/posts", &too_large);
+    let text = Request::new("POST", "/posts")
+        .header("Content-Type", "text/plain")
+        .body(b"hi");
+    let unsupported = send(&server, text).await;
+    assert_eq!(unsupported.status, 415);
+    c.check("post", "/posts", &unsupported);
+
+    for target in ["/posts", "/posts?limit=1", "/posts?limit=1&before=2"] {
+        let page = get(&server, target).await;
+        assert_eq!(page.status, 200);
+        c.check("get", "/posts", &page);
+    }
+    for target in ["/posts?limit=0", "/posts?limit=101", "/posts?before=x"] {
+        let bad = get(&server, target).await;
+        assert_eq!(bad.status, 400, "{target}");
+        c.check("get", "/posts", &bad);
+    }
+    for (target, status) in [("/posts/1", 200), ("/posts/99", 404), ("/posts/x", 400)] {
+        let response = get(&server, target).await;
+        assert_eq!(response.status, status, "{target}");
+        c.check("get", "/posts/{id}", &response);
+    }
+
+    // Streams.
+    let mut events = within(server.api.events(None)).await.unwrap();
+    let head = Response {
+        status: 200,
+        headers: events.headers().to_vec(),
+        body: Vec::new(),
+    };
+    c.check("get", "/events", &head);
+    next_event(&mut events).await;
+    drop(events);
+    let bad_since = get(&server, "/events?since=-1").await;
+    c.check("get", "/events", &bad_since);
+    let bad_id = send(
+        &server,
+        Request::new("GET", "/events").header("Last-Event-ID", "x"),
+    )
+    .await;
+    assert_eq!(bad_id.status, 400);
+    c.check("get", "/events", &bad_id);
+
+    let switching = send(&server, upgrade("/ws?since=0")).await;
+    assert_eq!(switching.status, 101);
+    c.check("get", "/ws", &switching);
+    for (request, status) in [
+        (Request::new("GET", "/ws"), 426),
+        (upgrade("/ws").header("Origin", "http://evil.example"), 403),
+        (upgrade("/ws?since=x"), 400),
+    ] {
+        let response = send(&server, request).await;
+        assert_eq!(response.status, status);
+        c.check("get", "/ws", &response);
+    }
+
+    // Operations and the demo.
+    for path in [
+        "/healthz",
+        "/metrics",
+        "/",
+        "/index.html",
+        "/app.js",
+        "/style.css",
+    ] {
+        let response = get(&server, path).await;
+        assert_eq!(response.status, 200, "{path}");
+        c.check("get", path, &response);
+    }
+    server.stop().await;
+
+    // A publish token and a full server.
+    let guarded = TestServer::start_with(|c| {
+        c.publish_token = Some("t0ken".into());
+        c.max_connections = 0;
+    })
+    .await;
+    let refused = send(&guarded, post_json(br#"{"title":"t","content":"c"}"#)).await;
+    assert_eq!(refused.status, 401);
+    c.check("post", "/posts", &refused);
+    let full = get(&guarded, "/events").await;
+    assert_eq!(full.status, 503);
+    c.check("get", "/events", &full);
+    let full = send(&guarded, upgrade("/ws")).await;
+    assert_eq!(full.status, 503);
+    c.check("get", "/ws", &full);
+    guarded.stop().await;
+
+    contract.assert_all_exercised();
+}
+
+/// Every route `app()` registers is described, and every described path
+/// is a route (or one of the embedded demo files the fallback serves).
+#[test]
+fn every_route_is_described_and_every_description_is_a_route() {
+    let contract = Contract::load();
+    let described: BTreeSet<String> = contract.doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+
+    let source = include_str!("../src/http.rs");
+    let mut routes = BTreeSet::new();
+    for piece in source.split(".at(\"").skip(1) {
+        let route = piece.split('"').next().unwrap();
+        // tide's `:name` and `*name` are OpenAPI's `{name}`.
+        let route: Vec<String> = route
+            .split('/')
+            .map(|seg| match seg.strip_prefix([':', '*']) {
+                Some(name) => format!("{{{name}}}"),
+                None => seg.to_owned(),
+            })
+            .collect();
+        routes.insert(route.join("/"));
+    }
+    assert!(routes.len() >= 8, "route scan broke: {routes:?}");
+
+    // The catch-all serves the embedded demo files, each described.
+    let fallback = "/{path}";
+    assert!(routes.remove(fallback), "the demo fallback moved");
+    let public = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("public");
+    for file in std::fs::read_dir(public).unwrap() {
+        let name = file.unwrap().file_name().into_string().unwrap();
+        routes.insert(format!("/{name}"));
+    }
+
+    let undescribed: Vec<_> = routes.difference(&described).collect();
+    assert!(
+        undescribed.is_empty(),
+        "routes missing from src/openapi.json: {undescribed:?}"
+    );
+    let unrouted: Vec<_> = described.difference(&routes).collect();
+    assert!(
+        unrouted.is_empty(),
+        "src/openapi.json describes paths the app doesn't serve: {unrouted:?}"
+    );
+}
+
+/// The checker itself: wrong bodies, statuses and content types fail.
+#[test]
+fn the_checker_rejects_what_the_document_does_not_allow() {
+    let contract = Contract::load();
+    let response = |status: u16, content_type: &str, body: &str| Response {
+        status,
+        headers: vec![
+            ("content-type".into(), content_type.into()),
+            ("location".into(), "/posts/1".into()),
+        ],
+        body: body.as_bytes().to_vec(),
+    };
+    let fails = |method: &str, path: &str, r: Response| {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            contract.check(method, path, &r)
+        }));
+        assert!(
+            outcome.is_err(),
+            "accepted {} {path}: {}",
+            r.status,
+            r.text()
+        );
+    };
+    let good = r#"{"id":1,"title":"t","content":"c","author":null,"createdAt":"2026-11-25T21:40:00.123Z"}"#;
+    contract.check("get", "/posts/{id}", &response(200, JSON, good));
+    fails("get", "/posts/{id}", response(200, JSON, r#"{"id":1}"#));
+    let bad_time = good.replace("2026-11-25T21:40:00.123Z", "yesterday");
+    fails("get", "/posts/{id}", response(200, JSON, &bad_time));
+    fails("get", "/posts/{id}", response(200, "text/plain", good));
+    fails("get", "/posts/{id}", response(418, JSON, good));
+    let wrong_code = r#"{"error":{"code":"not_found","message":"m"}}"#;
+    fails("post", "/posts", response(400, JSON, wrong_code));
+    let no_field = r#"{"error":{"code":"invalid_field","message":"m"}}"#;
+    fails("post", "/posts", response(422, JSON, no_field));
+    let mut bad_location = response(201, JSON, good);
+    bad_location.headers[1].1 = "/elsewhere".into();
+    fails("post", "/posts", bad_location);
+}
