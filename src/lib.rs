@@ -9,6 +9,7 @@
 //! - [`config`]: flags and environment variables;
 //! - [`server`]: binding, running and graceful shutdown;
 //! - [`http`]: the routes and request limits;
+//! - [`h1`]: the accept loop, answering requests that can't be parsed;
 //! - [`post`]: the post wire format and validation;
 //! - [`store`]: sled storage with a group-commit writer;
 //! - [`cluster`]: cluster mode (`--redis-url`), several nodes sharing one
@@ -33,6 +34,7 @@ pub mod cluster;
 pub mod config;
 pub mod cork;
 pub mod error;
+pub mod h1;
 pub mod http;
 pub mod logging;
 pub mod metrics;

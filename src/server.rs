@@ -145,19 +145,7 @@ async fn accept_loop(app: tide::Server<http::State>, listener: async_std::net::T
         if let Err(e) = stream.set_nodelay(true) {
             log::debug!("TCP_NODELAY: {e}");
         }
-        let app = app.clone();
-        async_std::task::spawn(async move {
-            let local_addr = stream.local_addr().ok();
-            let peer_addr = stream.peer_addr().ok();
-            let served = async_h1::accept(stream, |mut req| async {
-                req.set_local_addr(local_addr);
-                req.set_peer_addr(peer_addr);
-                app.respond(req).await
-            });
-            if let Err(e) = served.await {
-                log::debug!("HTTP connection from {peer_addr:?} ended: {e}");
-            }
-        });
+        async_std::task::spawn(crate::h1::serve_connection(app.clone(), stream));
     }
 }
 
