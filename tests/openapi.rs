@@ -9,7 +9,7 @@ use livefeed::client::{Request, Response};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
-use support::{next_event, within, TestServer};
+use support::{next_event, raw_exchange, within, TestServer};
 
 /// Described responses no test here can produce: storage failures.
 const NOT_EXERCISED: &[(&str, &str, &str)] = &[
@@ -94,7 +94,7 @@ impl Contract {
             .insert((path.to_owned(), method.to_owned(), status));
 
         if let Some(headers) = described.get("headers").and_then(Value::as_object) {
-            for (name, header) in headers {
+            for name in headers.keys() {
                 let value = response
                     .header(name)
                     .unwrap_or_else(|| panic!("{what}: no {name} header"));
@@ -283,6 +283,33 @@ async fn real_responses_match_the_document() {
         let response = get(&server, path).await;
         assert_eq!(response.status, 200, "{path}");
         c.check("get", path, &response);
+    }
+
+    // Refusals before routing, possible on every operation: an
+    // unparseable header, a head of 8 KiB or more, HTTP/1.0.
+    let paths = c.doc["paths"].as_object().unwrap();
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            let target = path.replace("{id}", "1");
+            let m = method.to_uppercase();
+            let mut bad_header =
+                format!("{m} {target} HTTP/1.1\r\nHost: x\r\nX-Name: ").into_bytes();
+            bad_header.extend_from_slice(b"caf\xe9\r\n\r\n");
+            let long = "a=b&".repeat(2100);
+            let requests = [
+                (bad_header, 400),
+                (
+                    format!("{m} {target}?{long} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes(),
+                    431,
+                ),
+                (format!("{m} {target} HTTP/1.0\r\n\r\n").into_bytes(), 505),
+            ];
+            for (request, status) in requests {
+                let response = raw_exchange(server.handle.addr, &request).await;
+                assert_eq!(response.status, status, "{m} {path}");
+                c.check(method, path, &response);
+            }
+        }
     }
     server.stop().await;
 

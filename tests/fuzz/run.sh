@@ -8,7 +8,7 @@
 # Needs the release binary: cargo build --release
 #
 #   LIVEFEED_BIN        server binary (default: <repo>/target/release/livefeed)
-#   FUZZ_MAX_EXAMPLES   generated cases per operation and phase (default: 40)
+#   FUZZ_MAX_EXAMPLES   generated cases per operation and phase (default: 100)
 #   FUZZ_SEED           hypothesis seed (default: fixed, so runs repeat)
 #   FUZZ_TIME_LIMIT     seconds the schemathesis run may take (default: 170)
 #
@@ -19,7 +19,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 BIN="${LIVEFEED_BIN:-$REPO/target/release/livefeed}"
-MAX_EXAMPLES="${FUZZ_MAX_EXAMPLES:-40}"
+MAX_EXAMPLES="${FUZZ_MAX_EXAMPLES:-100}"
 SEED="${FUZZ_SEED:-20261125}"
 TIME_LIMIT="${FUZZ_TIME_LIMIT:-170}"
 
@@ -46,6 +46,10 @@ cleanup() {
     kill -TERM "$SERVER" 2>/dev/null || true
     wait "$SERVER" 2>/dev/null || true
   fi
+  if [ -f "$LOG" ]; then
+    mkdir -p "$HERE/report"
+    cp "$LOG" "$HERE/report/server.log"
+  fi
   rm -rf "$DATA" "$LOG"
 }
 trap cleanup EXIT
@@ -71,10 +75,10 @@ timeout --kill-after=10 "$TIME_LIMIT" "$VENV/bin/st" run "$URL/openapi.json" \
   --mode all \
   --max-examples "$MAX_EXAMPLES" \
   --seed "$SEED" \
-  --workers 2 \
-  --request-timeout 10 \
+  --workers 1 \
+  --request-timeout 30 \
   --suppress-health-check all \
-  --report junit --report-dir "$HERE/report" \
+  --report "${FUZZ_REPORTS:-junit}" --report-dir "$HERE/report" \
   || status=$?
 
 # Whatever happened, the server must still be up and answering.

@@ -159,3 +159,54 @@ impl TestServer {
         Self::spawn(config, dir)
     }
 }
+
+/// Sends raw bytes on a fresh connection and reads the answer until the
+/// server closes (send `Connection: close`, or a request the server
+/// refuses, which it closes after).
+pub async fn raw_exchange(
+    addr: std::net::SocketAddr,
+    request: &[u8],
+) -> livefeed::client::Response {
+    use async_std::io::{ReadExt, WriteExt};
+    let mut stream = within(async_std::net::TcpStream::connect(addr))
+        .await
+        .unwrap();
+    within(stream.write_all(request)).await.unwrap();
+    let mut raw = Vec::new();
+    within(stream.read_to_end(&mut raw)).await.unwrap();
+    parse_response(&raw)
+}
+
+/// Parses one response with a `Content-Length` body.
+pub fn parse_response(raw: &[u8]) -> livefeed::client::Response {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    // Only what arrived: a caller may parse a head before reading the body.
+    let end = raw.len().min(split + 4 + length);
+    let body = raw[split + 4..end].to_vec();
+    livefeed::client::Response {
+        status,
+        headers,
+        body,
+    }
+}
