@@ -16,7 +16,7 @@ use livefeed_actors::{Delivery, History};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Most creates one flush commits; more wait for the next round.
 const MAX_BATCH: usize = 1024;
@@ -24,6 +24,12 @@ const MAX_BATCH: usize = 1024;
 const QUEUE_DEPTH: usize = 16 * 1024;
 /// sled's page cache; posts are small and recent ones are what is read.
 const CACHE_BYTES: u64 = 64 << 20;
+/// How long `open` retries a locked data directory: sled releases its lock
+/// from background threads a moment after a store of this process closes,
+/// so reopening at once (a restart in the same process) may find it held.
+const LOCK_GRACE: Duration = Duration::from_secs(1);
+/// Pause between those retries.
+const LOCK_RETRY: Duration = Duration::from_millis(10);
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -98,20 +104,23 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Arc<Self>, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|e| match e {
-                // sled reports a held file lock as an I/O error with this text.
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("could not acquire lock") =>
-                {
-                    StoreError::Locked(dir.display().to_string())
+        let started = Instant::now();
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(dir)
+                .cache_capacity(CACHE_BYTES)
+                .open();
+            match opened {
+                Ok(db) => break db,
+                Err(e) if is_lock_error(&e) => {
+                    if started.elapsed() >= LOCK_GRACE {
+                        return Err(StoreError::Locked(dir.display().to_string()));
+                    }
+                    std::thread::sleep(LOCK_RETRY);
                 }
-                other => StoreError::Sled(other),
-            })?;
+                Err(e) => return Err(StoreError::Sled(e)),
+            }
+        };
         let posts = db.open_tree("posts")?;
         let next_id = match posts.last()? {
             Some((key, _)) => key_to_id(&key) + 1,
@@ -248,6 +257,13 @@ impl History for Store {
             })
             .collect()
     }
+}
+
+/// sled reports a held file lock as an I/O error with this text.
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io)
+        if io.kind() == std::io::ErrorKind::WouldBlock
+            || io.to_string().contains("could not acquire lock"))
 }
 
 fn key_to_id(key: &[u8]) -> u64 {
