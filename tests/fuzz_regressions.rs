@@ -61,23 +61,9 @@ async fn http_1_0_is_a_505() {
     server.stop().await;
 }
 
-/// A multipart body to `POST /posts` (seen timing out once under load):
-/// 415 at once, nothing stored, and the keep-alive connection serves the
-/// next request.
-#[async_std::test]
-async fn a_multipart_post_is_a_415_and_the_connection_goes_on() {
-    use async_std::io::{ReadExt, WriteExt};
-    let server = TestServer::start().await;
-    let body = "--b\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nHello\r\n--b--\r\n";
-    let first = format!(
-        "POST /posts HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut stream = within(async_std::net::TcpStream::connect(server.handle.addr))
-        .await
-        .unwrap();
-    within(stream.write_all(first.as_bytes())).await.unwrap();
-    // Read exactly the first response (its body is the error JSON).
+/// Reads exactly one response with a `Content-Length` body.
+async fn read_one(stream: &mut async_std::net::TcpStream) -> livefeed::client::Response {
+    use async_std::io::ReadExt;
     let mut raw = Vec::new();
     let mut byte = [0u8; 1];
     while !raw.ends_with(b"\r\n\r\n") {
@@ -92,18 +78,81 @@ async fn a_multipart_post_is_a_415_and_the_connection_goes_on() {
     let mut body = vec![0u8; length];
     within(stream.read_exact(&mut body)).await.unwrap();
     raw.extend_from_slice(&body);
-    let response = parse_response(&raw);
-    assert_eq!(response.status, 415);
-    assert_eq!(error_code(&response), "unsupported_media_type");
+    parse_response(&raw)
+}
 
-    // The same connection serves the next request.
-    let second = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    within(stream.write_all(second.as_bytes())).await.unwrap();
-    let mut raw = Vec::new();
-    within(stream.read_to_end(&mut raw)).await.unwrap();
-    let response = parse_response(&raw);
-    assert_eq!(response.status, 200);
-    assert_eq!(response.text(), r#"{"status":"ok"}"#);
-    assert_eq!(server.metric("livefeed_posts_created_total").await, 0);
+/// A response sent before its request's body was read used to leave the
+/// connection open, and async-h1, reading the rest of that body only after
+/// the response, swallowed the client's next request with it: the next
+/// request never got an answer (schemathesis: `OPTIONS /posts` after a
+/// `PATCH /posts` with a body timed out, as did a multipart `POST /posts`).
+/// Such a response now closes the connection.
+#[async_std::test]
+async fn a_response_to_an_unread_body_closes_the_connection() {
+    use async_std::io::{ReadExt, WriteExt};
+    let server = TestServer::start().await;
+    let cases = [
+        (
+            "PATCH /posts",
+            "application/json",
+            405,
+            "method_not_allowed",
+        ),
+        (
+            "POST /posts",
+            "multipart/form-data; boundary=b",
+            415,
+            "unsupported_media_type",
+        ),
+    ];
+    for (request_line, content_type, status, code) in cases {
+        let body = r#"{"title":"Hello","content":"First post"}"#;
+        let head = format!(
+            "{request_line} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut stream = within(async_std::net::TcpStream::connect(server.handle.addr))
+            .await
+            .unwrap();
+        // The head alone: the server answers without waiting for the body.
+        within(stream.write_all(head.as_bytes())).await.unwrap();
+        let response = read_one(&mut stream).await;
+        assert_eq!(response.status, status, "{request_line}");
+        assert_eq!(error_code(&response), code);
+        assert_eq!(
+            response.header("connection"),
+            Some("close"),
+            "{request_line}"
+        );
+
+        // The body and a next request, as a client that ignored the close
+        // would send them: the server ends the connection, it doesn't
+        // leave the next request hanging.
+        let next = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+        within(stream.write_all(format!("{body}{next}").as_bytes()))
+            .await
+            .unwrap();
+        let mut after = Vec::new();
+        within(stream.read_to_end(&mut after)).await.unwrap();
+        assert!(after.is_empty(), "{}", String::from_utf8_lossy(&after));
+    }
+
+    // A body the handler reads keeps the connection alive.
+    let body = r#"{"title":"Hello","content":"First post"}"#;
+    let post = format!(
+        "POST /posts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = within(async_std::net::TcpStream::connect(server.handle.addr))
+        .await
+        .unwrap();
+    within(stream.write_all(post.as_bytes())).await.unwrap();
+    let response = read_one(&mut stream).await;
+    assert_eq!(response.status, 201);
+    assert_eq!(response.header("connection"), None);
+    let next = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    within(stream.write_all(next.as_bytes())).await.unwrap();
+    assert_eq!(read_one(&mut stream).await.status, 200);
+    assert_eq!(server.metric("livefeed_posts_created_total").await, 1);
     server.stop().await;
 }

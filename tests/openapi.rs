@@ -182,7 +182,7 @@ fn upgrade(target: &str) -> Request<'_> {
 #[async_std::test]
 async fn real_responses_match_the_document() {
     let contract = Contract::load();
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|c| c.socketio.max_payload = 64).await;
     let c = &contract;
 
     // The served document is the embedded one.
@@ -271,6 +271,55 @@ async fn real_responses_match_the_document() {
         c.check("get", "/ws", &response);
     }
 
+    // Socket.IO (its packets are tested in tests/socketio.rs).
+    let sio = "/socket.io/";
+    let handshake = get(&server, "/socket.io/?EIO=4&transport=polling").await;
+    assert_eq!(handshake.status, 200);
+    c.check("get", sio, &handshake);
+    let open: Value = serde_json::from_str(&handshake.text()[1..]).unwrap();
+    let sid = open["sid"].as_str().unwrap();
+    let polled = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let text = "text/plain;charset=UTF-8";
+    let sent = Request::new("POST", &polled)
+        .header("Content-Type", text)
+        .body(b"40");
+    let sent = send(&server, sent).await;
+    assert_eq!(sent.status, 200);
+    c.check("post", sio, &sent);
+    let big = vec![b'4'; 200];
+    let too_big = Request::new("POST", &polled)
+        .header("Content-Type", text)
+        .body(&big);
+    let too_big = send(&server, too_big).await;
+    assert_eq!(too_big.status, 413);
+    c.check("post", sio, &too_big);
+    let evil = "http://evil.example";
+    for (method, request, status) in [
+        ("get", Request::new("GET", sio), 400),
+        ("get", Request::new("GET", sio).header("Origin", evil), 403),
+        ("get", upgrade("/socket.io/?EIO=4&transport=websocket"), 101),
+        (
+            "post",
+            Request::new("POST", "/socket.io/?EIO=4&transport=polling"),
+            400,
+        ),
+        (
+            "post",
+            Request::new("POST", sio).header("Origin", evil),
+            403,
+        ),
+        ("options", Request::new("OPTIONS", sio), 204),
+        (
+            "options",
+            Request::new("OPTIONS", sio).header("Origin", evil),
+            403,
+        ),
+    ] {
+        let response = send(&server, request).await;
+        assert_eq!(response.status, status, "{method} {sio}");
+        c.check(method, sio, &response);
+    }
+
     // Operations and the demo.
     for path in [
         "/healthz",
@@ -317,6 +366,7 @@ async fn real_responses_match_the_document() {
     let guarded = TestServer::start_with(|c| {
         c.publish_token = Some("t0ken".into());
         c.max_connections = 0;
+        c.socketio.max_sessions = 0;
     })
     .await;
     let refused = send(&guarded, post_json(br#"{"title":"t","content":"c"}"#)).await;
@@ -328,12 +378,15 @@ async fn real_responses_match_the_document() {
     let full = send(&guarded, upgrade("/ws")).await;
     assert_eq!(full.status, 503);
     c.check("get", "/ws", &full);
+    let full = get(&guarded, "/socket.io/?EIO=4&transport=polling").await;
+    assert_eq!(full.status, 503);
+    c.check("get", "/socket.io/", &full);
     guarded.stop().await;
 
     contract.assert_all_exercised();
 }
 
-/// Every route `app()` registers is described, and every described path
+/// Every route the app registers is described, and every described path
 /// is a route (or one of the embedded demo files the fallback serves).
 #[test]
 fn every_route_is_described_and_every_description_is_a_route() {
@@ -345,9 +398,22 @@ fn every_route_is_described_and_every_description_is_a_route() {
         .cloned()
         .collect();
 
-    let source = include_str!("../src/http.rs");
-    let mut routes = BTreeSet::new();
-    for piece in source.split(".at(\"").skip(1) {
+    // Routes registered with a literal anywhere in src/, plus Socket.IO's,
+    // mounted from a constant (also without its trailing slash, an alias).
+    let mut sources = String::new();
+    let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                sources.push_str(&std::fs::read_to_string(path).unwrap());
+            }
+        }
+    }
+    let mut routes = BTreeSet::from([livefeed::socketio::PATH.to_owned()]);
+    for piece in sources.split(".at(\"").skip(1) {
         let route = piece.split('"').next().unwrap();
         // tide's `:name` and `*name` are OpenAPI's `{name}`.
         let route: Vec<String> = route

@@ -68,6 +68,8 @@ done
 echo "fuzz: server $URL (pid $SERVER), data in $DATA"
 
 status=0
+# schemathesis keeps a cache in the working directory: keep it here.
+cd "$HERE"
 timeout --kill-after=10 "$TIME_LIMIT" "$VENV/bin/st" run "$URL/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --exclude-path /events \
