@@ -229,20 +229,30 @@ impl AsyncBufRead for PipeBody {
 }
 
 impl AsyncRead for PipeBody {
+    /// Copies every frame already waiting, up to `buf`'s size: a burst of
+    /// posts goes out as one chunk and one write.
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        let available = match self.as_mut().poll_fill_buf(cx) {
-            Poll::Ready(Ok(bytes)) => bytes,
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => return Poll::Pending,
-        };
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Poll::Ready(Ok(n))
+        let mut filled = 0;
+        while filled < buf.len() {
+            let available = match self.as_mut().poll_fill_buf(cx) {
+                Poll::Ready(Ok(bytes)) => bytes,
+                Poll::Ready(Err(e)) if filled == 0 => return Poll::Ready(Err(e)),
+                Poll::Pending if filled == 0 => return Poll::Pending,
+                Poll::Ready(Err(_)) | Poll::Pending => break,
+            };
+            if available.is_empty() {
+                break; // the end: reported by the next call
+            }
+            let n = available.len().min(buf.len() - filled);
+            buf[filled..filled + n].copy_from_slice(&available[..n]);
+            self.as_mut().consume(n);
+            filled += n;
+        }
+        Poll::Ready(Ok(filled))
     }
 }
 
@@ -282,5 +292,27 @@ mod tests {
         assert!(gone.try_recv().unwrap().is_none(), "body still alive");
         drop(body);
         assert!(gone.try_recv().is_err(), "dropping the body is seen");
+    }
+
+    #[async_std::test]
+    async fn frames_waiting_together_are_read_together() {
+        let (tx, rx) = async_channel::bounded::<Arc<str>>(4);
+        let (alive, _gone) = oneshot::channel::<()>();
+        let mut body = PipeBody {
+            pipe: Box::pin(rx),
+            chunk: None,
+            pos: 0,
+            _alive: alive,
+        };
+        for frame in ["one\n", "two\n", "three\n"] {
+            tx.send(frame.into()).await.unwrap();
+        }
+        let mut buf = [0u8; 64];
+        let n = body.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"one\ntwo\nthree\n");
+        let mut small = [0u8; 2];
+        tx.send("four".into()).await.unwrap();
+        assert_eq!(body.read(&mut small).await.unwrap(), 2);
+        assert_eq!(&small, b"fo");
     }
 }
