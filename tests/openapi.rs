@@ -11,11 +11,14 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 use support::{next_event, raw_exchange, within, TestServer};
 
-/// Described responses no test here can produce: storage failures.
+/// Described responses no test here can produce: storage failures, and a
+/// cluster node that is not ready.
 const NOT_EXERCISED: &[(&str, &str, &str)] = &[
     ("/posts", "post", "503"),
     ("/posts", "get", "503"),
     ("/posts/{id}", "get", "503"),
+    // Cluster mode only (tests/cluster.rs, with a Redis server).
+    ("/readyz", "get", "503"),
 ];
 
 struct Contract {
@@ -323,6 +326,7 @@ async fn real_responses_match_the_document() {
     // Operations and the demo.
     for path in [
         "/healthz",
+        "/readyz",
         "/metrics",
         "/",
         "/index.html",
