@@ -89,7 +89,11 @@ if ! kill -0 "$SERVER" 2>/dev/null; then
   tail -n 50 "$LOG" >&2
   exit 1
 fi
-health="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$URL/healthz" || true)"
+health="$("$VENV/bin/python" -c 'import sys, urllib.request
+try:
+    print(urllib.request.urlopen(sys.argv[1], timeout=5).status)
+except Exception as e:
+    print(e)' "$URL/healthz")"
 if [ "$health" != "200" ]; then
   echo "fuzz: /healthz answered '$health' after the run" >&2
   exit 1
