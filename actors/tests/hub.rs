@@ -211,6 +211,12 @@ async fn broadcast_reaches_every_connection_in_order() {
     for (rx, _) in &clients {
         assert_eq!(posts(rx, 50).await, want);
     }
+    // The counter moves after each write returns: stop the connections (a
+    // stop is handled after the message in progress) before reading it.
+    for (_, mut addr) in clients {
+        addr.stop(None).unwrap();
+        timeout(WAIT, addr.wait_for_stop()).await.unwrap();
+    }
     assert_eq!(Metrics::get(&w.metrics.frames_delivered), 20 * 50);
 }
 
