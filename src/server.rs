@@ -57,6 +57,14 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     Ok(socket.into())
 }
 
+/// The address `listener` is bound to (`configured` names it in errors).
+fn local_addr(listener: &TcpListener, configured: SocketAddr) -> Result<SocketAddr, ServerError> {
+    listener.local_addr().map_err(|source| ServerError::Listen {
+        addr: configured,
+        source,
+    })
+}
+
 /// Serves on `listener` until `shutdown` completes, then shuts down
 /// gracefully.
 pub async fn run(
@@ -64,12 +72,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    let addr = listener
-        .local_addr()
-        .map_err(|source| ServerError::Listen {
-            addr: config.addr,
-            source,
-        })?;
+    let addr = local_addr(&listener, config.addr)?;
     let store = Store::open(&config.data_dir)?;
     let metrics = Arc::new(Metrics::default());
     let hub_config = HubConfig {
@@ -161,12 +164,7 @@ impl Handle {
     /// Starts a server with `config`; its `addr` may use port 0.
     pub fn spawn(config: Config) -> Result<Self, ServerError> {
         let listener = bind(config.addr)?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| ServerError::Listen {
-                addr: config.addr,
-                source,
-            })?;
+        let addr = local_addr(&listener, config.addr)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let done = async_std::task::spawn(run(config, listener, stopped.map(drop)));
         Ok(Self {
