@@ -87,6 +87,9 @@ enum WriteRequest {
     },
 }
 
+/// The file inside a sled 0.34 directory that holds the log.
+const SLED_DATA_FILE: &str = "db";
+
 /// The post store.
 pub struct Store {
     db: sled::Db,
@@ -127,10 +130,14 @@ impl Store {
             None => 1,
         };
         let (tx, rx) = async_channel::bounded(QUEUE_DEPTH);
+        let data_file = std::fs::File::open(dir.join(SLED_DATA_FILE))
+            .map_err(|e| log::warn!("cannot open {SLED_DATA_FILE} for fdatasync: {e}"))
+            .ok();
         let writer = Writer {
             db: db.clone(),
             posts: posts.clone(),
             next_id,
+            data_file,
         };
         let thread = std::thread::Builder::new()
             .name("livefeed-store-writer".into())
@@ -279,6 +286,11 @@ struct Writer {
     db: sled::Db,
     posts: sled::Tree,
     next_id: u64,
+    /// sled's data file. sled 0.34's flush ends with `sync_file_range`,
+    /// which neither forces the drive's cache nor the file's size to disk;
+    /// an `fdatasync` of this file after each flush does, so a 201 also
+    /// survives a power loss, not only a killed process.
+    data_file: Option<std::fs::File>,
 }
 
 impl Writer {
@@ -329,7 +341,11 @@ impl Writer {
         let result = self
             .posts
             .apply_batch(writes)
-            .and_then(|()| self.db.flush().map(drop));
+            .and_then(|()| self.db.flush().map(drop))
+            .and_then(|()| match &self.data_file {
+                Some(file) => file.sync_data().map_err(sled::Error::Io),
+                None => Ok(()),
+            });
         let mut created = created.into_iter();
         for request in batch.drain(..) {
             match request {

@@ -204,10 +204,18 @@ impl Message for PeerGone {
 
 /// Runs one write with a deadline: a peer that stops reading must not hold
 /// its connection actor forever.
+///
+/// Most writes complete at once (the socket has room), so the deadline's
+/// timer is only armed for a write that has to wait: a timer per frame would
+/// cost more than the write.
 async fn bounded<T>(
     timeout: Duration,
     write: impl std::future::Future<Output = io::Result<T>>,
 ) -> io::Result<T> {
+    let mut write = std::pin::pin!(write);
+    if let std::task::Poll::Ready(done) = futures::poll!(write.as_mut()) {
+        return done;
+    }
     async_std::future::timeout(timeout, write)
         .await
         .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")))
