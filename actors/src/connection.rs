@@ -208,7 +208,7 @@ impl Message for PeerGone {
 /// Most writes complete at once (the socket has room), so the deadline's
 /// timer is only armed for a write that has to wait: a timer per frame would
 /// cost more than the write.
-async fn bounded<T>(
+pub async fn write_within<T>(
     timeout: Duration,
     write: impl std::future::Future<Output = io::Result<T>>,
 ) -> io::Result<T> {
@@ -282,7 +282,7 @@ impl<S: Outbound> Connection<S> {
         if delivery.id <= self.sent_upto {
             return Ok(());
         }
-        bounded(self.config.write_timeout, self.sink.deliver(delivery)).await?;
+        write_within(self.config.write_timeout, self.sink.deliver(delivery)).await?;
         self.sent_upto = delivery.id;
         Metrics::add(&self.metrics.frames_delivered, 1);
         Ok(())
@@ -308,7 +308,7 @@ impl<S: Outbound> Connection<S> {
             return;
         }
         self.closing = true;
-        if let Err(e) = bounded(self.config.write_timeout, self.sink.close(close)).await {
+        if let Err(e) = write_within(self.config.write_timeout, self.sink.close(close)).await {
             log::debug!("connection {}: close failed: {e}", self.id);
         }
         ctx.stop(None);
@@ -337,7 +337,7 @@ impl<S: Outbound> Actor for Connection<S> {
             .await?;
         let id = self.id;
         let last = joined.last_post_id;
-        let welcomed = bounded(self.config.write_timeout, self.sink.welcome(id, last)).await;
+        let welcomed = write_within(self.config.write_timeout, self.sink.welcome(id, last)).await;
         let replayed = match (welcomed, self.since, last) {
             (Err(e), _, _) => Err(e.into()),
             (Ok(()), Some(since), Some(last)) => self.replay(since, last).await,
@@ -416,7 +416,9 @@ impl<S: Outbound> Handler<Control> for Connection<S> {
                     Metrics::add(&self.metrics.heartbeat_timeouts, 1);
                     log::info!("connection {}: heartbeat timeout", self.id);
                     self.close(ctx, Close::HEARTBEAT_TIMEOUT).await;
-                } else if let Err(e) = bounded(self.config.write_timeout, self.sink.ping()).await {
+                } else if let Err(e) =
+                    write_within(self.config.write_timeout, self.sink.ping()).await
+                {
                     log::debug!("connection {}: ping failed: {e}", self.id);
                     self.closing = true;
                     ctx.stop(None);

@@ -25,7 +25,8 @@ pub mod hub;
 pub mod metrics;
 
 pub use connection::{
-    Close, Connection, ConnectionConfig, ConnectionId, Control, Deliver, Inbound, Outbound,
+    write_within, Close, Connection, ConnectionConfig, ConnectionId, Control, Deliver, Inbound,
+    Outbound,
 };
 pub use delivery::{Delivery, Encoding};
 pub use hub::{

@@ -12,12 +12,14 @@
 pub mod packet;
 pub mod session;
 
+use crate::cork::{Cork, Corked};
 use crate::ws::accept_key;
 use async_std::task;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use async_tungstenite::WebSocketStream;
 use futures::StreamExt;
+use livefeed_actors::write_within;
 use packet::{encode_payload, Frame, Packet};
 use session::{Core, Limits, Poll, Received, Refused, Take, Transport, Via};
 use std::borrow::Cow;
@@ -414,12 +416,17 @@ impl Engine {
                 max_frame_size: Some(engine.config.max_payload),
                 accept_unmasked_frames: false,
             };
+            let cork = Cork::default();
+            let stream = tide::http::upgrade::Connection::new(Corked::new(stream, cork.clone()));
             let stream = WebSocketStream::from_raw_socket(stream, Role::Server, Some(limits)).await;
             let conn = WebSocketConnection::from(stream);
             match probed {
-                Some(session) => run_probe(session, conn, ws, engine.config.upgrade_timeout).await,
+                Some(session) => {
+                    let timeout = engine.config.upgrade_timeout;
+                    run_probe(session, conn, cork, ws, timeout).await
+                }
                 None => match engine.open(Transport::WebSocket) {
-                    Ok(session) => run_websocket(session, conn, 0).await,
+                    Ok(session) => run_websocket(session, conn, cork, 0).await,
                     Err(_) => close_websocket(&conn, CloseReason::SlowConsumer).await,
                 },
             }
@@ -607,6 +614,7 @@ async fn heartbeat(session: Weak<Session>) {
 async fn run_probe(
     session: Arc<Session>,
     conn: WebSocketConnection,
+    cork: Cork,
     ws: u64,
     upgrade_timeout: Duration,
 ) {
@@ -639,7 +647,7 @@ async fn run_probe(
         .unwrap_or(false);
     if upgraded {
         log::debug!("engine.io session {} upgraded to websocket", session.sid);
-        run_websocket(session, conn, ws).await;
+        run_websocket(session, conn, cork, ws).await;
     } else {
         session.with_core(|core| core.probe_end(ws));
         close_websocket(&conn, CloseReason::ProtocolError).await;
@@ -648,10 +656,10 @@ async fn run_probe(
 
 /// Runs a websocket that carries the session: the writer drains the
 /// outbox, this task reads.
-async fn run_websocket(session: Arc<Session>, conn: WebSocketConnection, ws: u64) {
+async fn run_websocket(session: Arc<Session>, conn: WebSocketConnection, cork: Cork, ws: u64) {
     let (bell, rung) = async_channel::bounded(1);
     session.with_core(|core| core.set_bell(bell));
-    task::spawn(write_loop(session.clone(), conn.clone(), rung));
+    task::spawn(write_loop(session.clone(), conn.clone(), cork, rung));
     let mut incoming = conn;
     while let Some(item) = incoming.next().await {
         let packet = match item {
@@ -687,16 +695,24 @@ async fn run_websocket(session: Arc<Session>, conn: WebSocketConnection, ws: u64
 async fn write_loop(
     session: Arc<Session>,
     conn: WebSocketConnection,
+    cork: Cork,
     rung: async_channel::Receiver<()>,
 ) {
     loop {
         match session.with_core(|core| core.take()) {
             Take::Frames(frames) => {
-                for frame in &frames {
-                    let sent =
-                        async_std::future::timeout(session.write_timeout, send_frame(&conn, frame))
-                            .await;
-                    if !matches!(sent, Ok(Ok(()))) {
+                for (i, frame) in frames.iter().enumerate() {
+                    // Frames taken together leave in as few writes as the
+                    // cork allows.
+                    cork.set(i + 1 < frames.len());
+                    let sent = write_within(session.write_timeout, async {
+                        send_frame(&conn, frame)
+                            .await
+                            .map_err(std::io::Error::other)
+                    })
+                    .await;
+                    if sent.is_err() {
+                        cork.set(false);
                         session.close(CloseReason::TransportClose);
                         break;
                     }
@@ -708,6 +724,7 @@ async fn write_loop(
                 }
             }
             Take::Close(reason) => {
+                cork.set(false);
                 close_websocket(&conn, reason).await;
                 return;
             }
