@@ -186,6 +186,20 @@ async fn oversized_inbound_frame_closes_with_1009() {
     let server = TestServer::start().await;
     let mut ws = server.ws("").await;
     ws.welcome().await;
+    // The server answers pings.
+    ws.send(Message::Ping(b"are you there".to_vec())).await;
+    let pong = timeout(WAIT, async {
+        loop {
+            match futures::StreamExt::next(&mut ws.stream).await {
+                Some(Ok(Message::Pong(payload))) => return payload,
+                Some(Ok(_)) => continue,
+                other => panic!("no pong: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a pong");
+    assert_eq!(pong, b"are you there");
     // Small unknown frames are ignored.
     ws.send(Message::Text("hello?".into())).await;
     ws.send(Message::Text("x".repeat(70 * 1024))).await;
