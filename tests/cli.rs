@@ -1,13 +1,13 @@
 //! `livefeed post` and `livefeed tail`: the built binary against a real
 //! server.
 
-mod support;
+mod common;
 
+use common::{within, TestServer, WAIT};
 use livefeed::client::Request;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use support::{within, TestServer, WAIT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_livefeed");
 
@@ -82,7 +82,7 @@ impl Drop for Tail {
 /// The post exactly as `GET /posts/{id}` serves it.
 async fn served(server: &TestServer, id: u64) -> String {
     let path = format!("/posts/{id}");
-    let response = within(server.api.send(&Request::new("GET", &path)))
+    let response = within(server.api().send(&Request::new("GET", &path)))
         .await
         .unwrap();
     assert_eq!(response.status, 200);
@@ -178,14 +178,14 @@ async fn post_sends_the_publish_token() {
 async fn tail_prints_json_lines_and_resumes_after_a_restart() {
     let server = TestServer::start().await;
     for i in 1..=3 {
-        server.create(&format!("before {i}")).await;
+        server.create_id(&format!("before {i}")).await;
     }
     let tail = Tail::spawn(&["--url", &server.url(), "--since", "1", "--json"]);
     let mut lines = vec![tail.line(), tail.line()];
 
     let server = server.restart_with(|_| {}).await;
     for i in 4..=5 {
-        server.create(&format!("after {i}")).await;
+        server.create_id(&format!("after {i}")).await;
     }
     lines.push(tail.line());
     lines.push(tail.line());
@@ -193,7 +193,7 @@ async fn tail_prints_json_lines_and_resumes_after_a_restart() {
         assert_eq!(line, &served(&server, id).await);
     }
     // Nothing else came: the next post is the next line.
-    let id = server.create("last").await;
+    let id = server.create_id("last").await;
     assert_eq!(id, 6);
     assert_eq!(tail.line(), served(&server, 6).await);
     server.stop().await;
@@ -204,7 +204,7 @@ async fn tail_prints_json_lines_and_resumes_after_a_restart() {
 #[async_std::test]
 async fn tail_prints_readable_lines_of_live_posts() {
     let server = TestServer::start().await;
-    server.create("old").await;
+    server.create_id("old").await;
     let tail = Tail::spawn(&["--url", &server.url()]);
     server.await_metric("livefeed_connected_clients", 1).await;
     server.create_with("new \u{1b}[31mred", "a\nb").await;

@@ -2,9 +2,9 @@
 //! regression tests: each request here once got a reset connection or an
 //! answer the OpenAPI document doesn't allow.
 
-mod support;
+mod common;
 
-use support::{parse_response, raw_exchange, within, TestServer};
+use common::{parse_client_response, raw_exchange, within, TestServer};
 
 fn error_code(response: &livefeed::client::Response) -> String {
     assert_eq!(response.header("content-type"), Some("application/json"));
@@ -19,7 +19,7 @@ async fn an_unknown_method_is_a_405_not_a_reset() {
     let server = TestServer::start().await;
     for target in ["/", "/posts", "/healthz"] {
         let request = format!("QUERY {target} HTTP/1.1\r\nHost: x\r\n\r\n");
-        let response = raw_exchange(server.handle.addr, request.as_bytes()).await;
+        let response = raw_exchange(server.addr, request.as_bytes()).await;
         assert_eq!(response.status, 405, "{target}");
         assert_eq!(error_code(&response), "method_not_allowed");
     }
@@ -33,10 +33,10 @@ async fn an_oversized_request_head_is_a_431() {
     let server = TestServer::start().await;
     let query = "limit=5451175810122612.0&".repeat(400);
     let request = format!("GET /posts?{query} HTTP/1.1\r\nHost: x\r\n\r\n");
-    let response = raw_exchange(server.handle.addr, request.as_bytes()).await;
+    let response = raw_exchange(server.addr, request.as_bytes()).await;
     assert_eq!(response.status, 431);
     assert_eq!(error_code(&response), "headers_too_large");
-    assert_eq!(server.create("still fine").await, 1);
+    assert_eq!(server.create_id("still fine").await, 1);
     server.stop().await;
 }
 
@@ -45,7 +45,7 @@ async fn an_oversized_request_head_is_a_431() {
 async fn a_header_that_is_not_utf8_is_a_400() {
     let server = TestServer::start().await;
     let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Name: caf\xe9\r\n\r\n";
-    let response = raw_exchange(server.handle.addr, request).await;
+    let response = raw_exchange(server.addr, request).await;
     assert_eq!(response.status, 400);
     assert_eq!(error_code(&response), "malformed_request");
     server.stop().await;
@@ -55,7 +55,7 @@ async fn a_header_that_is_not_utf8_is_a_400() {
 #[async_std::test]
 async fn http_1_0_is_a_505() {
     let server = TestServer::start().await;
-    let response = raw_exchange(server.handle.addr, b"GET /healthz HTTP/1.0\r\n\r\n").await;
+    let response = raw_exchange(server.addr, b"GET /healthz HTTP/1.0\r\n\r\n").await;
     assert_eq!(response.status, 505);
     assert_eq!(error_code(&response), "http_version_not_supported");
     server.stop().await;
@@ -70,7 +70,7 @@ async fn read_one(stream: &mut async_std::net::TcpStream) -> livefeed::client::R
         within(stream.read_exact(&mut byte)).await.unwrap();
         raw.push(byte[0]);
     }
-    let length = parse_response(&raw)
+    let length = parse_client_response(&raw)
         .header("content-length")
         .unwrap()
         .parse()
@@ -78,7 +78,7 @@ async fn read_one(stream: &mut async_std::net::TcpStream) -> livefeed::client::R
     let mut body = vec![0u8; length];
     within(stream.read_exact(&mut body)).await.unwrap();
     raw.extend_from_slice(&body);
-    parse_response(&raw)
+    parse_client_response(&raw)
 }
 
 /// A response sent before its request's body was read used to leave the
@@ -111,7 +111,7 @@ async fn a_response_to_an_unread_body_closes_the_connection() {
             "{request_line} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
-        let mut stream = within(async_std::net::TcpStream::connect(server.handle.addr))
+        let mut stream = within(async_std::net::TcpStream::connect(server.addr))
             .await
             .unwrap();
         // The head alone: the server answers without waiting for the body.
@@ -143,7 +143,7 @@ async fn a_response_to_an_unread_body_closes_the_connection() {
         "POST /posts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let mut stream = within(async_std::net::TcpStream::connect(server.handle.addr))
+    let mut stream = within(async_std::net::TcpStream::connect(server.addr))
         .await
         .unwrap();
     within(stream.write_all(post.as_bytes())).await.unwrap();

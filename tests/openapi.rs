@@ -3,13 +3,13 @@
 //! here, and each real response (status, content type, headers, body)
 //! validates against the document's schemas.
 
-mod support;
+mod common;
 
+use common::{next_event, raw_exchange, within, TestServer};
 use livefeed::client::{Request, Response};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
-use support::{next_event, raw_exchange, within, TestServer};
 
 /// Described responses no test here can produce: storage failures, and a
 /// cluster node that is not ready.
@@ -159,7 +159,9 @@ impl Contract {
 }
 
 async fn send(server: &TestServer, request: Request<'_>) -> Response {
-    within(server.api.send(&request)).await.expect("a response")
+    within(server.api().send(&request))
+        .await
+        .expect("a response")
 }
 
 async fn get(server: &TestServer, target: &str) -> Response {
@@ -242,7 +244,7 @@ async fn real_responses_match_the_document() {
     }
 
     // Streams.
-    let mut events = within(server.api.events(None)).await.unwrap();
+    let mut events = within(server.api().events(None)).await.unwrap();
     let head = Response {
         status: 200,
         headers: events.headers().to_vec(),
@@ -358,7 +360,7 @@ async fn real_responses_match_the_document() {
                 (format!("{m} {target} HTTP/1.0\r\n\r\n").into_bytes(), 505),
             ];
             for (request, status) in requests {
-                let response = raw_exchange(server.handle.addr, &request).await;
+                let response = raw_exchange(server.addr, &request).await;
                 assert_eq!(response.status, status, "{m} {path}");
                 c.check(method, path, &response);
             }

@@ -345,8 +345,8 @@ async fn a_polling_client_that_stops_polling_is_dropped_as_slow() {
 
 #[async_std::test]
 async fn shutdown_closes_socketio_clients_going_away() {
-    let mut server = TestServer::start().await;
+    let server = TestServer::start().await;
     let (mut ws, _) = SioWs::connect(&server, "").await;
-    server.stop().await;
+    let _dir = server.stop().await;
     assert_eq!(ws.next().await, "closed");
 }

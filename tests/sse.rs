@@ -1,13 +1,13 @@
 //! `GET /events`: Server-Sent Events on a real server.
 
-mod support;
+mod common;
 
 use async_std::io::{ReadExt, WriteExt};
 use async_std::task;
+use common::{next_event, post_ids, within, TestServer, WAIT};
 use futures::future::join_all;
 use livefeed::client::{ClientError, SseItem};
 use std::time::Duration;
-use support::{next_event, post_ids, within, TestServer, WAIT};
 
 /// Posters create posts concurrently while subscribers join with a replay
 /// point: every subscriber gets exactly the ids after its point, once each,
@@ -20,7 +20,7 @@ async fn replay_joins_live_without_gap_or_duplicate_under_concurrent_posts() {
     })
     .await;
     for i in 0..30 {
-        server.create(&format!("stored {i}")).await;
+        server.create_id(&format!("stored {i}")).await;
     }
 
     const POSTERS: usize = 4;
@@ -29,7 +29,7 @@ async fn replay_joins_live_without_gap_or_duplicate_under_concurrent_posts() {
     let (started_tx, started_rx) = async_std::channel::bounded::<()>(POSTERS);
     let posters: Vec<_> = (0..POSTERS)
         .map(|p| {
-            let api = server.api.clone();
+            let api = server.api().clone();
             let started = started_tx.clone();
             task::spawn(async move {
                 for i in 0..EACH {
@@ -52,7 +52,7 @@ async fn replay_joins_live_without_gap_or_duplicate_under_concurrent_posts() {
     for since in by_query {
         let stream = within(
             server
-                .api
+                .api()
                 .events_at(&format!("/events?since={since}"), None),
         )
         .await
@@ -60,12 +60,12 @@ async fn replay_joins_live_without_gap_or_duplicate_under_concurrent_posts() {
         subscribers.push((since, stream));
     }
     for since in by_header {
-        let stream = within(server.api.events(Some(since))).await.unwrap();
+        let stream = within(server.api().events(Some(since))).await.unwrap();
         subscribers.push((since, stream));
     }
     // Last-Event-ID (what a reconnecting EventSource sends) wins over the
     // `since` still in its URL.
-    let stream = within(server.api.events_at("/events?since=3", Some(12)))
+    let stream = within(server.api().events_at("/events?since=3", Some(12)))
         .await
         .unwrap();
     subscribers.push((12, stream));
@@ -89,24 +89,24 @@ async fn replay_joins_live_without_gap_or_duplicate_under_concurrent_posts() {
 async fn live_only_subscriber_is_told_where_live_starts() {
     let server = TestServer::start().await;
     for i in 0..3 {
-        server.create(&format!("old {i}")).await;
+        server.create_id(&format!("old {i}")).await;
     }
-    let mut stream = within(server.api.events(None)).await.unwrap();
+    let mut stream = within(server.api().events(None)).await.unwrap();
     let hello = next_event(&mut stream).await;
     assert_eq!(hello.retry, Some(livefeed::sse::RETRY_MS));
     assert_eq!(hello.id.as_deref(), Some("3"));
     assert_eq!((hello.event, hello.data), (None, None));
     for i in 0..3 {
-        server.create(&format!("new {i}")).await;
+        server.create_id(&format!("new {i}")).await;
     }
     assert_eq!(post_ids(&mut stream, 3).await, vec![4, 5, 6]);
 
     // On an empty store the live point is 0: resuming from it replays all.
     let empty = TestServer::start().await;
-    let mut stream = within(empty.api.events(None)).await.unwrap();
+    let mut stream = within(empty.api().events(None)).await.unwrap();
     assert_eq!(next_event(&mut stream).await.id.as_deref(), Some("0"));
     // With a replay point there is no bare id, only the hint.
-    let mut stream = within(server.api.events(Some(6))).await.unwrap();
+    let mut stream = within(server.api().events(Some(6))).await.unwrap();
     let hello = next_event(&mut stream).await;
     assert_eq!(
         (hello.retry, hello.id),
@@ -126,7 +126,7 @@ async fn keep_alives_flow_and_silence_does_not_close_the_stream() {
         c.heartbeat_timeout = Duration::from_millis(40);
     })
     .await;
-    let mut stream = within(server.api.events(None)).await.unwrap();
+    let mut stream = within(server.api().events(None)).await.unwrap();
     // 15 pings span 600 ms: a websocket peer this silent would have been
     // closed after ~80 ms.
     let mut pings = 0;
@@ -140,7 +140,7 @@ async fn keep_alives_flow_and_silence_does_not_close_the_stream() {
             None => panic!("stream ended"),
         }
     }
-    let id = server.create("still here").await;
+    let id = server.create_id("still here").await;
     assert_eq!(post_ids(&mut stream, 1).await, vec![id]);
     assert_eq!(server.metric("livefeed_heartbeat_timeouts_total").await, 0);
     server.stop().await;
@@ -157,7 +157,7 @@ async fn slow_subscriber_is_closed_and_others_get_everything() {
         c.max_backlog_bytes = 1 << 20;
     })
     .await;
-    let mut healthy = within(server.api.events(Some(0))).await.unwrap();
+    let mut healthy = within(server.api().events(Some(0))).await.unwrap();
     // The healthy subscriber reads all along.
     let (ids_tx, ids_rx) = async_std::channel::unbounded::<u64>();
     let reader = task::spawn(async move {
@@ -172,11 +172,11 @@ async fn slow_subscriber_is_closed_and_others_get_everything() {
     // A raw client with a tiny receive window that reads nothing.
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&server.handle.addr.into()).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
     let mut stalled = async_std::net::TcpStream::from(std::net::TcpStream::from(socket));
     let request = format!(
         "GET /events?since=0 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        server.handle.addr
+        server.addr
     );
     within(stalled.write_all(request.as_bytes())).await.unwrap();
     server.await_metric("livefeed_connected_clients", 2).await;
@@ -232,8 +232,8 @@ async fn slow_subscriber_is_closed_and_others_get_everything() {
 #[async_std::test]
 async fn subscribers_are_counted_in_metrics() {
     let server = TestServer::start_with(|c| c.heartbeat_interval = Duration::from_millis(50)).await;
-    let mut a = within(server.api.events(None)).await.unwrap();
-    let mut b = within(server.api.events(None)).await.unwrap();
+    let mut a = within(server.api().events(None)).await.unwrap();
+    let mut b = within(server.api().events(None)).await.unwrap();
     next_event(&mut a).await;
     next_event(&mut b).await;
     assert_eq!(server.metric("livefeed_connected_clients").await, 2);
@@ -241,7 +241,7 @@ async fn subscribers_are_counted_in_metrics() {
     drop(a);
     // Noticed at the next write that fails (the keep-alive at the latest).
     server.await_metric("livefeed_connected_clients", 1).await;
-    let id = server.create("after").await;
+    let id = server.create_id("after").await;
     assert_eq!(post_ids(&mut b, 1).await, vec![id]);
     assert!(server.metric("livefeed_frames_delivered_total").await >= 1);
     server.stop().await;
@@ -251,7 +251,7 @@ async fn subscribers_are_counted_in_metrics() {
 #[async_std::test]
 async fn shutdown_ends_the_stream() {
     let server = TestServer::start().await;
-    let mut stream = within(server.api.events(None)).await.unwrap();
+    let mut stream = within(server.api().events(None)).await.unwrap();
     next_event(&mut stream).await;
     let stopping = task::spawn(async move { server.stop().await });
     loop {
@@ -272,13 +272,13 @@ async fn bad_resume_points_are_rejected() {
         ClientError::Status(e) => (e.status, e.code.unwrap_or_default()),
         other => panic!("{other}"),
     };
-    let e = within(server.api.events_at("/events?since=x", None))
+    let e = within(server.api().events_at("/events?since=x", None))
         .await
         .err()
         .unwrap();
     assert_eq!(code(e), (400, "invalid_query".into()));
     let request = livefeed::client::Request::new("GET", "/events").header("Last-Event-ID", "-1");
-    let response = within(server.api.send(&request)).await.unwrap();
+    let response = within(server.api().send(&request)).await.unwrap();
     assert_eq!(response.status, 400);
     assert_eq!(
         response.json().unwrap()["error"]["code"],
@@ -288,7 +288,7 @@ async fn bad_resume_points_are_rejected() {
     // proxies might pass it through empty).
     let request =
         livefeed::client::Request::new("GET", "/events?since=x").header("Last-Event-ID", " ");
-    let response = within(server.api.send(&request)).await.unwrap();
+    let response = within(server.api().send(&request)).await.unwrap();
     assert_eq!(response.status, 400, "falls back to the bad since");
     server.stop().await;
 }

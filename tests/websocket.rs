@@ -303,13 +303,10 @@ async fn cross_site_upgrades_are_refused() {
 
 #[async_std::test]
 async fn shutdown_closes_clients_with_1001() {
-    let mut server = TestServer::start().await;
+    let server = TestServer::start().await;
     let mut ws = server.ws("").await;
     ws.welcome().await;
-    let stopping = async_std::task::spawn(async move {
-        server.stop().await;
-        server
-    });
+    let stopping = async_std::task::spawn(server.stop());
     assert_eq!(ws.next().await, Frame::Closed(Some(1001)));
     timeout(WAIT, stopping).await.unwrap();
 }

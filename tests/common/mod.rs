@@ -1,5 +1,6 @@
 //! Test helpers: a real server on an ephemeral port with a temp data dir,
-//! a minimal HTTP client and a websocket client, all with timeouts.
+//! a raw HTTP client, the project's own HTTP client pointed at the server,
+//! a websocket client and SSE helpers, all with timeouts.
 
 #![allow(dead_code)]
 
@@ -10,6 +11,7 @@ use async_tungstenite::async_std::{connect_async, ConnectStream};
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
 use futures::{SinkExt, StreamExt};
+use livefeed::client::{EventStream, SseEvent, SseItem};
 use livefeed::{Config, Handle};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -45,23 +47,71 @@ impl TestServer {
         }
     }
 
-    /// Restarts on the same data dir (a new port).
+    /// Restarts on the same address and data dir.
     pub async fn restart(&mut self, tweak: impl FnOnce(&mut Config)) {
-        self.stop().await;
-        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), self.dir.path());
+        self.halt().await;
+        let mut config = Config::new(self.addr, self.dir.path());
         tweak(&mut config);
         let handle = Handle::spawn(config).expect("server restarts");
         self.addr = handle.addr;
         self.handle = Some(handle);
     }
 
-    pub async fn stop(&mut self) {
+    /// [`restart`](Self::restart), by value.
+    pub async fn restart_with(mut self, tweak: impl FnOnce(&mut Config)) -> Self {
+        self.restart(tweak).await;
+        self
+    }
+
+    /// Stops the server gracefully; the data dir stays (it is returned).
+    pub async fn stop(mut self) -> TempDir {
+        self.halt().await;
+        self.dir
+    }
+
+    /// Stops the server gracefully, keeping this value for a restart.
+    pub async fn halt(&mut self) {
         if let Some(handle) = self.handle.take() {
             timeout(WAIT, handle.shutdown())
                 .await
                 .expect("shutdown timed out")
                 .expect("clean shutdown");
         }
+    }
+
+    /// The project's HTTP client, pointed at this server.
+    pub fn api(&self) -> livefeed::client::Server {
+        livefeed::client::Server::at(self.addr)
+    }
+
+    /// The base URL, for the CLI.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Creates a post through the project's client; its id.
+    pub async fn create_id(&self, title: &str) -> u64 {
+        self.create_with(title, "some content").await
+    }
+
+    /// Creates a post with this content through the project's client; its id.
+    pub async fn create_with(&self, title: &str, content: &str) -> u64 {
+        let body = serde_json::json!({ "title": title, "content": content });
+        let response = within(self.api().create_post(&body, None))
+            .await
+            .expect("post created");
+        response.json().unwrap()["id"].as_u64().unwrap()
+    }
+
+    /// Waits until `metric` has `value` (it changes asynchronously, when a
+    /// connection's actor notices its client is gone).
+    pub async fn await_metric(&self, name: &str, value: u64) {
+        within(async {
+            while self.metric(name).await != value {
+                async_std::task::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -200,12 +250,13 @@ pub async fn request(
     .expect("HTTP request timed out")
 }
 
-fn parse_response(raw: &[u8]) -> Response {
+/// Status, headers and where the body starts, of a raw response.
+fn parse_head(raw: &[u8]) -> (u16, Vec<(String, String)>, usize) {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(raw)));
-    let head = std::str::from_utf8(&raw[..split]).expect("UTF-8 head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status = lines
         .next()
@@ -215,14 +266,19 @@ fn parse_response(raw: &[u8]) -> Response {
         .unwrap()
         .parse()
         .unwrap();
-    let headers: Vec<(String, String)> = lines
+    let headers = lines
         .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    let mut body = raw[split + 4..].to_vec();
+    (status, headers, split + 4)
+}
+
+fn parse_response(raw: &[u8]) -> Response {
+    let (status, headers, start) = parse_head(raw);
+    let mut body = raw[start..].to_vec();
     let chunked = headers
         .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
     if chunked {
         body = dechunk(&body);
     }
@@ -326,5 +382,68 @@ impl Ws {
 
     pub async fn send(&mut self, message: Message) {
         self.stream.send(message).await.expect("ws send");
+    }
+}
+
+/// `fut`, or a panic after [`WAIT`].
+pub async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
+    timeout(WAIT, fut).await.expect("timed out")
+}
+
+/// The next SSE block with fields (skipping comments), within [`WAIT`].
+pub async fn next_event(stream: &mut EventStream) -> SseEvent {
+    loop {
+        match within(stream.next()).await.expect("stream readable") {
+            Some(SseItem::Event(event)) => return event,
+            Some(SseItem::Comment(_)) => continue,
+            None => panic!("stream ended"),
+        }
+    }
+}
+
+/// Post ids of the next `n` `newPost` events, checking each event's shape:
+/// the `id:` field equals the post's id.
+pub async fn post_ids(stream: &mut EventStream, n: usize) -> Vec<u64> {
+    let mut ids = Vec::with_capacity(n);
+    while ids.len() < n {
+        let event = next_event(stream).await;
+        if event.data.is_none() {
+            continue; // the connect block
+        }
+        assert_eq!(event.event.as_deref(), Some("newPost"), "{event:?}");
+        let data: Value =
+            serde_json::from_str(event.data.as_deref().unwrap()).expect("data is JSON");
+        let id = data["post"]["id"].as_u64().expect("post id");
+        assert_eq!(event.id.as_deref(), Some(id.to_string().as_str()));
+        ids.push(id);
+    }
+    ids
+}
+
+/// Sends raw bytes on a fresh connection and reads the answer until the
+/// server closes (send `Connection: close`, or a request the server
+/// refuses, which it closes after).
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> livefeed::client::Response {
+    let mut stream = within(TcpStream::connect(addr)).await.unwrap();
+    within(stream.write_all(request)).await.unwrap();
+    let mut raw = Vec::new();
+    within(stream.read_to_end(&mut raw)).await.unwrap();
+    parse_client_response(&raw)
+}
+
+/// Parses one response with a `Content-Length` body into the project's
+/// client type.
+pub fn parse_client_response(raw: &[u8]) -> livefeed::client::Response {
+    let (status, headers, start) = parse_head(raw);
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    // Only what arrived: a caller may parse a head before reading the body.
+    let end = raw.len().min(start + length);
+    livefeed::client::Response {
+        status,
+        headers,
+        body: raw[start..end].to_vec(),
     }
 }
