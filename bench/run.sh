@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# livefeed's fan-out benchmark: livefeed against the seed's Node + Socket.IO
+# livefeed's fan-out benchmark: livefeed against the classic Node + Socket.IO
 # server, same load generator, same machine, one run.
 #
 #   bench/run.sh            full run (well under 10 minutes), table in bench/results/latest.md

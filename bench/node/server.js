@@ -1,5 +1,5 @@
-// The seed's feed server (express + socket.io 4.8), used as the baseline for
-// livefeed's benchmark. It is the seed's "Synchronizing POST additions" code
+// The classic Node feed server (express + socket.io 4.8) that livefeed replaces, the baseline for
+// livefeed's benchmark. It is the usual "save, then io.emit('newPost')" code
 // plus only what it needs to accept livefeed's request shape:
 //
 //   POST /posts {"title","content","author"?} -> store, io.emit('newPost', {post}), 201 post
@@ -19,7 +19,7 @@ const HOST = process.env.HOST || '127.0.0.1';
 const app = express();
 app.use(express.json({ limit: '1mb' }));
 
-// The seed's "database": in memory, never persisted.
+// The "database": in memory, never persisted.
 const posts = [];
 let nextId = 1;
 
@@ -63,7 +63,7 @@ const server = app.listen(PORT, HOST, () => {
 const io = require('socket.io')(server);
 
 io.on('connection', () => {
-  // The seed logs every connection; at 10,000 clients that is only noise.
+  // The original logs every connection; at 10,000 clients that is only noise.
 });
 
 function shutdown() {

@@ -1,6 +1,6 @@
 'use strict';
 // The stock socket.io-client against the real livefeed binary: every
-// transport, the seed's client snippet, acks, reconnection with connection
+// transport, the classic Socket.IO client snippet, acks, reconnection with connection
 // state recovery (also across a server restart), and /ws + Socket.IO
 // clients seeing the same posts in the same order.
 
@@ -38,7 +38,7 @@ describe('socket.io-client against livefeed', () => {
     await server?.dispose();
   });
 
-  it("runs the seed's client snippet unchanged", async () => {
+  it("runs the classic Socket.IO client snippet unchanged", async () => {
     // The seed: `const socket = openSocket('http://localhost:8080');
     // socket.on('newPost', data => { addToList(data.post); });`
     const openSocket = require('socket.io-client');
