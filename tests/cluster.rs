@@ -255,6 +255,17 @@ impl Drop for ProcessNode {
 }
 
 /// Waits for `/readyz` to answer 200.
+/// Two nodes on their own data dirs, both ready; the dirs live as long as
+/// the returned guard.
+async fn two_ready_nodes(redis: &Redis) -> (Handle, Handle, [tempfile::TempDir; 2]) {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let a = spawn_node(redis, dirs[0].path());
+    let b = spawn_node(redis, dirs[1].path());
+    wait_ready(a.addr).await;
+    wait_ready(b.addr).await;
+    (a, b, dirs)
+}
+
 async fn wait_ready(addr: SocketAddr) {
     wait_until("node ready", || async move {
         matches!(http(addr, "GET", "/readyz", None).await, Ok((200, _)))
@@ -611,11 +622,7 @@ async fn three_nodes_deliver_one_global_order_to_every_client() {
 async fn a_client_resumes_on_another_node_without_gap_or_duplicate() {
     let Some(bin) = redis_server() else { return };
     let redis = Redis::start(bin).await;
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = spawn_node(&redis, dir_a.path());
-    let b = spawn_node(&redis, dir_b.path());
-    wait_ready(a.addr).await;
-    wait_ready(b.addr).await;
+    let (a, b, _dirs) = two_ready_nodes(&redis).await;
 
     let mut on_a = Client::connect(a.addr, None).await;
     let load = Arc::new(Load::default());
@@ -711,11 +718,7 @@ async fn a_node_killed_mid_load_catches_up_and_its_clients_resume() {
 async fn a_redis_outage_fails_creates_and_loses_nothing_acknowledged() {
     let Some(bin) = redis_server() else { return };
     let mut redis = Redis::start(bin).await;
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = spawn_node(&redis, dir_a.path());
-    let b = spawn_node(&redis, dir_b.path());
-    wait_ready(a.addr).await;
-    wait_ready(b.addr).await;
+    let (a, b, _dirs) = two_ready_nodes(&redis).await;
 
     let mut clients = vec![
         Client::connect(a.addr, None).await,
@@ -846,11 +849,7 @@ impl SocketIo {
 async fn socketio_creates_go_through_the_log_and_reach_every_transport() {
     let Some(bin) = redis_server() else { return };
     let redis = Redis::start(bin).await;
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = spawn_node(&redis, dir_a.path());
-    let b = spawn_node(&redis, dir_b.path());
-    wait_ready(a.addr).await;
-    wait_ready(b.addr).await;
+    let (a, b, _dirs) = two_ready_nodes(&redis).await;
     let mut ws_on_b = Client::connect(b.addr, None).await;
     let mut sio_on_b = SocketIo::connect(b.addr).await;
     let mut sio_on_a = SocketIo::connect(a.addr).await;

@@ -104,9 +104,17 @@ impl World {
     }
 
     async fn with_history(history: Arc<MemHistory>, config: ConnectionConfig) -> Self {
+        Self::build(history, config, Duration::from_secs(3600)).await
+    }
+
+    async fn build(
+        history: Arc<MemHistory>,
+        config: ConnectionConfig,
+        heartbeat: Duration,
+    ) -> Self {
         let metrics = Arc::new(Metrics::default());
         let hub_config = HubConfig {
-            heartbeat_interval: Duration::from_secs(3600),
+            heartbeat_interval: heartbeat,
             connection: config.clone(),
         };
         let hub = Hub::new(history.clone(), metrics.clone(), hub_config)
@@ -402,4 +410,64 @@ async fn since_ahead_of_the_hub_skips_posts_the_client_has() {
     assert_eq!(posts(&rx, 2).await, vec![6, 7]);
     w.hub.call(Stats).await.unwrap();
     assert!(rx.is_empty(), "a post the client had was delivered");
+}
+
+/// A write-only transport (Server-Sent Events) has no inbound heartbeat:
+/// silence must not close it.
+#[async_std::test]
+async fn silent_write_only_peer_keeps_getting_keep_alives() {
+    let config = ConnectionConfig {
+        idle_timeout: Duration::from_millis(30),
+        ..ConnectionConfig::default()
+    }
+    .without_idle_timeout();
+    let mut w = World::build(Arc::default(), config, Duration::from_millis(20)).await;
+    let (rx, _addr) = w.connect(None, None).await;
+    assert_eq!(next(&rx).await, Event::Welcome(None));
+    // Ten heartbeats span far more than the original idle timeout: an
+    // inbound-heartbeat connection would have been closed before the third.
+    for _ in 0..10 {
+        assert_eq!(next(&rx).await, Event::Ping);
+    }
+    assert_eq!(Metrics::get(&w.metrics.heartbeat_timeouts), 0);
+    assert_eq!(Metrics::get(&w.metrics.connected), 1);
+}
+
+/// A write-only peer that stops reading is still closed by the backlog bound.
+#[async_std::test]
+async fn write_only_peer_that_stops_reading_is_closed_as_slow() {
+    let config = ConnectionConfig {
+        max_backlog_frames: 4,
+        ..ConnectionConfig::default()
+    }
+    .without_idle_timeout();
+    let mut w = World::new(config).await;
+    let (gate_tx, gate_rx) = unbounded::<()>();
+    let (rx, _addr) = w.connect(None, Some(gate_rx)).await;
+    assert_eq!(next(&rx).await, Event::Welcome(None));
+    for id in 1..=20 {
+        w.hub.send(Broadcast(Delivery::new(id, "{}"))).unwrap();
+    }
+    // A barrier: the hub has handled every broadcast (and kicked the
+    // connection) before the stuck write is released.
+    w.hub.call(Stats).await.unwrap();
+    drop(gate_tx);
+    // Whatever was already in flight may be written (the kick can land
+    // before or after the first write starts); then it closes as slow.
+    let mut written = Vec::new();
+    loop {
+        match next(&rx).await {
+            Event::Post(id) => written.push(id),
+            Event::Closed(code) => {
+                assert_eq!(code, Close::SLOW_CONSUMER.code);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        written.len() <= 1,
+        "kicked connection kept writing: {written:?}"
+    );
+    assert_eq!(Metrics::get(&w.metrics.slow_consumer_disconnects), 1);
 }
