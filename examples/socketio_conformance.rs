@@ -16,9 +16,10 @@
 //!   emitted as `emit-with-ack`.
 
 use clap::Parser;
+use livefeed::net::origin::Origins;
 use livefeed::socketio::engine::packet::Frame;
 use livefeed::socketio::engine::{
-    CloseReason, Cors, Engine, EngineConfig, Handler, Message, Session, SessionHandler,
+    CloseReason, Engine, EngineConfig, Handler, Message, Session, SessionHandler,
 };
 use livefeed::socketio::socket::{Event, Namespace, Socket, SocketIo};
 use std::sync::Arc;
@@ -96,7 +97,7 @@ fn config() -> EngineConfig {
         ping_interval: PING_INTERVAL,
         ping_timeout: PING_TIMEOUT,
         max_payload: MAX_PAYLOAD,
-        cors: Cors::Any,
+        origins: Origins::Any,
         ..EngineConfig::default()
     }
 }

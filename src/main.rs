@@ -3,23 +3,22 @@
 
 use clap::Parser;
 use futures::StreamExt;
-use livefeed::config::{Cli, Command};
-use livefeed::server::{bind, run};
+use livefeed::app::{bind, run};
+use livefeed::cli::{Cli, Command};
 use livefeed::{Config, ServerError};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::process::ExitCode;
 
-#[async_std::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match cli.command {
         None => cli.serve,
         Some(Command::Serve(config)) => *config,
-        Some(Command::Post(args)) => return livefeed::cli::post(args).await,
-        Some(Command::Tail(args)) => return livefeed::cli::tail(args).await,
+        Some(Command::Post(args)) => return livefeed::cli::post(args),
+        Some(Command::Tail(args)) => return livefeed::cli::tail(args),
     };
     let logs_on_stderr = livefeed::logging::init(config.log_format, config.log_level);
-    match serve(config).await {
+    match async_std::task::block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

@@ -221,14 +221,33 @@ pub async fn write_within<T>(
         .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")))
 }
 
+/// What every connection of one hub shares: where it registers, where it
+/// replays from, what it counts and its limits.
+#[derive(Clone)]
+pub struct Link {
+    /// The hub the connection joins.
+    pub hub: Addr<Hub>,
+    /// Stored posts, for replay.
+    pub history: Arc<dyn History>,
+    /// Counters shared with the hub.
+    pub metrics: Arc<Metrics>,
+    /// Limits and timings.
+    pub config: ConnectionConfig,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One client connection.
 pub struct Connection<S: Outbound> {
     id: ConnectionId,
     sink: S,
-    hub: Addr<Hub>,
-    history: Arc<dyn History>,
-    metrics: Arc<Metrics>,
-    config: ConnectionConfig,
+    link: Link,
     since: Option<u64>,
     /// The newest post id this client has (written, or `since`): anything
     /// at or below it is skipped. The hub sends in id order, but a client
@@ -245,28 +264,22 @@ pub struct Connection<S: Outbound> {
 }
 
 impl<S: Outbound> Connection<S> {
-    /// A connection writing to `sink` and reading liveness from `inbound`.
+    /// A connection writing to `sink` and reading liveness from `inbound`,
+    /// joining `link`'s hub.
     ///
     /// With `since`, every stored post with a higher id is sent before live
     /// posts, with no gap and no duplicate between the two.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: ConnectionId,
         sink: S,
         inbound: BoxStream<'static, Inbound>,
         since: Option<u64>,
-        hub: Addr<Hub>,
-        history: Arc<dyn History>,
-        metrics: Arc<Metrics>,
-        config: ConnectionConfig,
+        link: Link,
     ) -> Self {
         Self {
             id,
             sink,
-            hub,
-            history,
-            metrics,
-            config,
+            link,
             since,
             sent_upto: since.unwrap_or(0),
             backlog: Arc::default(),
@@ -282,9 +295,9 @@ impl<S: Outbound> Connection<S> {
         if delivery.id <= self.sent_upto {
             return Ok(());
         }
-        write_within(self.config.write_timeout, self.sink.deliver(delivery)).await?;
+        write_within(self.link.config.write_timeout, self.sink.deliver(delivery)).await?;
         self.sent_upto = delivery.id;
-        Metrics::add(&self.metrics.frames_delivered, 1);
+        Metrics::add(&self.link.metrics.frames_delivered, 1);
         Ok(())
     }
 
@@ -292,7 +305,7 @@ impl<S: Outbound> Connection<S> {
     async fn replay(&mut self, since: u64, upto: u64) -> anyhow::Result<()> {
         let mut cursor = since;
         while cursor < upto {
-            let page = self.history.after(cursor, upto, REPLAY_PAGE)?;
+            let page = self.link.history.after(cursor, upto, REPLAY_PAGE)?;
             let Some(last) = page.last() else { break };
             cursor = last.id;
             for (i, delivery) in page.iter().enumerate() {
@@ -308,7 +321,7 @@ impl<S: Outbound> Connection<S> {
             return;
         }
         self.closing = true;
-        if let Err(e) = write_within(self.config.write_timeout, self.sink.close(close)).await {
+        if let Err(e) = write_within(self.link.config.write_timeout, self.sink.close(close)).await {
             log::debug!("connection {}: close failed: {e}", self.id);
         }
         ctx.stop(None);
@@ -327,6 +340,7 @@ impl<S: Outbound> Actor for Connection<S> {
     async fn started(&mut self, ctx: &mut Context<Self>) -> xactor::Result<()> {
         let addr = ctx.address();
         let joined = self
+            .link
             .hub
             .call(Join {
                 id: self.id,
@@ -337,7 +351,8 @@ impl<S: Outbound> Actor for Connection<S> {
             .await?;
         let id = self.id;
         let last = joined.last_post_id;
-        let welcomed = write_within(self.config.write_timeout, self.sink.welcome(id, last)).await;
+        let welcomed =
+            write_within(self.link.config.write_timeout, self.sink.welcome(id, last)).await;
         let replayed = match (welcomed, self.since, last) {
             (Err(e), _, _) => Err(e.into()),
             (Ok(()), Some(since), Some(last)) => self.replay(since, last).await,
@@ -345,7 +360,7 @@ impl<S: Outbound> Actor for Connection<S> {
         };
         if let Err(e) = replayed {
             log::debug!("connection {id}: closed during welcome or replay: {e}");
-            self.hub.send(Leave(id)).ok();
+            self.link.hub.send(Leave(id)).ok();
             return Err(e);
         }
 
@@ -379,7 +394,7 @@ impl<S: Outbound> Actor for Connection<S> {
         if let Some(reader) = self.reader.take() {
             reader.abort();
         }
-        self.hub.send(Leave(self.id)).ok();
+        self.link.hub.send(Leave(self.id)).ok();
     }
 }
 
@@ -412,12 +427,12 @@ impl<S: Outbound> Handler<Control> for Connection<S> {
             Control::Shutdown(close) => self.close(ctx, close).await,
             Control::Tick if self.closing => {}
             Control::Tick => {
-                if self.silent_for() > self.config.idle_timeout {
-                    Metrics::add(&self.metrics.heartbeat_timeouts, 1);
+                if self.silent_for() > self.link.config.idle_timeout {
+                    Metrics::add(&self.link.metrics.heartbeat_timeouts, 1);
                     log::info!("connection {}: heartbeat timeout", self.id);
                     self.close(ctx, Close::HEARTBEAT_TIMEOUT).await;
                 } else if let Err(e) =
-                    write_within(self.config.write_timeout, self.sink.ping()).await
+                    write_within(self.link.config.write_timeout, self.sink.ping()).await
                 {
                     log::debug!("connection {}: ping failed: {e}", self.id);
                     self.closing = true;

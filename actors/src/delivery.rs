@@ -8,33 +8,21 @@
 use std::sync::{Arc, OnceLock};
 
 /// How many distinct wire formats may share one delivery.
-pub const MAX_ENCODINGS: usize = 4;
+pub const MAX_FORMATS: usize = 4;
 
-/// A wire format: a slot in the per-delivery frame cache and the function
-/// that fills it.
+/// A wire format: the key of a delivery's frame cache and the function that
+/// fills its entry.
 ///
-/// Each transport declares one `const` of these with its own slot.
-#[derive(Clone, Copy)]
-pub struct Encoding {
-    slot: usize,
-    encode: fn(u64, &str) -> String,
-}
-
-impl Encoding {
-    /// A format stored in `slot` (below [`MAX_ENCODINGS`]) and built by
-    /// `encode(post_id, post_json)`.
-    pub const fn new(slot: usize, encode: fn(u64, &str) -> String) -> Self {
-        assert!(slot < MAX_ENCODINGS, "encoding slot out of range");
-        Self { slot, encode }
-    }
-}
-
-impl std::fmt::Debug for Encoding {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Encoding")
-            .field("slot", &self.slot)
-            .finish()
-    }
+/// Implement it on a field-less enum whose [`slot`](Format::slot) is the
+/// variant's discriminant: each format then owns its entry by construction,
+/// and two formats can never share one (which would hand one transport's
+/// frames to another).
+pub trait Format: Copy + Send + Sync + 'static {
+    /// The cache entry of this format, below [`MAX_FORMATS`] and distinct
+    /// for every format.
+    fn slot(self) -> usize;
+    /// Builds this format's frame for `delivery`.
+    fn encode(self, delivery: &Delivery) -> String;
 }
 
 /// One post, serialised once, with its frames built lazily per format.
@@ -44,7 +32,7 @@ pub struct Delivery {
     pub id: u64,
     /// The post as JSON (the HTTP API's representation).
     pub post: Arc<str>,
-    frames: [OnceLock<Arc<str>>; MAX_ENCODINGS],
+    frames: [OnceLock<Arc<str>>; MAX_FORMATS],
 }
 
 impl Delivery {
@@ -57,9 +45,9 @@ impl Delivery {
         })
     }
 
-    /// The frame for `encoding`, built on first use and shared afterwards.
-    pub fn frame(&self, encoding: Encoding) -> &Arc<str> {
-        self.frames[encoding.slot].get_or_init(|| (encoding.encode)(self.id, &self.post).into())
+    /// The frame for `format`, built on first use and shared afterwards.
+    pub fn frame<F: Format>(&self, format: F) -> &Arc<str> {
+        self.frames[format.slot()].get_or_init(|| format.encode(self).into())
     }
 
     /// Bytes this delivery costs a connection's backlog: the post JSON plus
@@ -76,19 +64,33 @@ mod tests {
 
     static CALLS: AtomicUsize = AtomicUsize::new(0);
 
-    fn wrap(id: u64, post: &str) -> String {
-        CALLS.fetch_add(1, Ordering::SeqCst);
-        format!("{id}:{post}")
+    #[derive(Clone, Copy)]
+    enum Test {
+        Plain,
+        Tagged,
+    }
+
+    impl Format for Test {
+        fn slot(self) -> usize {
+            self as usize
+        }
+        fn encode(self, d: &Delivery) -> String {
+            CALLS.fetch_add(1, Ordering::SeqCst);
+            match self {
+                Test::Plain => format!("{}:{}", d.id, d.post),
+                Test::Tagged => format!("tag {}", d.id),
+            }
+        }
     }
 
     #[test]
-    fn frame_is_built_once_per_encoding() {
-        const E: Encoding = Encoding::new(1, wrap);
+    fn frame_is_built_once_per_format() {
         let d = Delivery::new(7, "{}");
-        let a = d.frame(E).clone();
-        let b = d.frame(E).clone();
+        let a = d.frame(Test::Plain).clone();
+        let b = d.frame(Test::Plain).clone();
         assert_eq!(&*a, "7:{}");
         assert!(Arc::ptr_eq(&a, &b));
-        assert_eq!(CALLS.load(Ordering::SeqCst), 1);
+        assert_eq!(&**d.frame(Test::Tagged), "tag 7");
+        assert_eq!(CALLS.load(Ordering::SeqCst), 2);
     }
 }

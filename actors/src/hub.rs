@@ -166,11 +166,11 @@ impl Hub {
                     .send(Control::Shutdown(Close::SLOW_CONSUMER))
                     .ok();
                 Metrics::add(&metrics.slow_consumer_disconnects, 1);
-                Metrics::add(&metrics.connected, u64::MAX); // wrapping decrement
                 return false;
             }
             entry.deliver.send(Deliver(delivery.clone())).is_ok()
         });
+        Metrics::set(&self.metrics.connected, self.connections.len() as u64);
         Metrics::add(&self.metrics.posts_broadcast, 1);
         self.last_id = Some(delivery.id);
     }
@@ -198,7 +198,6 @@ impl Handler<Join> for Hub {
         if let Some(close) = self.closing {
             join.control.send(Control::Shutdown(close)).ok();
         } else {
-            Metrics::add(&self.metrics.connected, 1);
             Metrics::add(&self.metrics.connections_total, 1);
             let entry = Entry {
                 deliver: join.deliver,
@@ -206,6 +205,7 @@ impl Handler<Join> for Hub {
                 backlog: join.backlog,
             };
             self.connections.insert(join.id, entry);
+            Metrics::set(&self.metrics.connected, self.connections.len() as u64);
         }
         Joined {
             last_post_id: self.last_id,
@@ -216,9 +216,8 @@ impl Handler<Join> for Hub {
 #[async_trait]
 impl Handler<Leave> for Hub {
     async fn handle(&mut self, _ctx: &mut Context<Self>, Leave(id): Leave) {
-        if self.connections.remove(&id).is_some() {
-            Metrics::add(&self.metrics.connected, u64::MAX); // wrapping decrement
-        }
+        self.connections.remove(&id);
+        Metrics::set(&self.metrics.connected, self.connections.len() as u64);
         self.check_drained();
     }
 }

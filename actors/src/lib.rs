@@ -26,9 +26,9 @@ pub mod metrics;
 
 pub use connection::{
     write_within, Close, Connection, ConnectionConfig, ConnectionId, Control, Deliver, Inbound,
-    Outbound,
+    Link, Outbound,
 };
-pub use delivery::{Delivery, Encoding};
+pub use delivery::{Delivery, Format, MAX_FORMATS};
 pub use hub::{
     Broadcast, CloseAll, History, Hub, HubConfig, HubStats, Join, Joined, Leave, Stats, Tick,
 };

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// synchronise anything.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Connections currently registered with the hub.
+    /// Connections currently registered with the hub: the size of its set,
+    /// stored after every change (never counted up and down, so no exit
+    /// path can leave it wrong).
     pub connected: AtomicU64,
     /// Connections accepted since start.
     pub connections_total: AtomicU64,
@@ -26,6 +28,11 @@ impl Metrics {
     /// Adds `n` to `counter`.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets `gauge` to `value`.
+    pub fn set(gauge: &AtomicU64, value: u64) {
+        gauge.store(value, Ordering::Relaxed);
     }
 
     /// Reads `counter`.

@@ -6,8 +6,8 @@ use async_std::future::timeout;
 use async_trait::async_trait;
 use futures::StreamExt;
 use livefeed_actors::{
-    Broadcast, Close, CloseAll, Connection, ConnectionConfig, ConnectionId, Delivery, Encoding,
-    History, Hub, HubConfig, Inbound, Metrics, Outbound, Stats,
+    Broadcast, Close, CloseAll, Connection, ConnectionConfig, ConnectionId, Delivery, Format,
+    History, Hub, HubConfig, Inbound, Link, Metrics, Outbound, Stats,
 };
 use std::collections::BTreeMap;
 use std::io;
@@ -16,7 +16,19 @@ use std::time::Duration;
 use xactor::{Actor, Addr};
 
 const WAIT: Duration = Duration::from_secs(10);
-const PLAIN: Encoding = Encoding::new(0, |id, post| format!("{id}:{post}"));
+
+/// The one wire format of these tests: `<id>:<post JSON>`.
+#[derive(Clone, Copy)]
+struct Plain;
+
+impl Format for Plain {
+    fn slot(self) -> usize {
+        0
+    }
+    fn encode(self, d: &Delivery) -> String {
+        format!("{}:{}", d.id, d.post)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 enum Event {
@@ -48,7 +60,7 @@ impl Outbound for MemSink {
         if let Some(gate) = &self.gate {
             gate.recv().await.ok();
         }
-        let frame = delivery.frame(PLAIN);
+        let frame = delivery.frame(Plain);
         assert!(frame.starts_with(&format!("{}:", delivery.id)));
         self.events.send(Event::Post(delivery.id)).await.ok();
         Ok(())
@@ -149,10 +161,12 @@ impl World {
             },
             futures::stream::pending::<Inbound>().boxed(),
             since,
-            self.hub.clone(),
-            self.history.clone(),
-            self.metrics.clone(),
-            self.config.clone(),
+            Link {
+                hub: self.hub.clone(),
+                history: self.history.clone(),
+                metrics: self.metrics.clone(),
+                config: self.config.clone(),
+            },
         );
         let addr = conn.start().await.unwrap();
         (rx, addr)
@@ -351,10 +365,12 @@ async fn silent_peer_is_closed_on_heartbeat() {
         },
         futures::stream::pending::<Inbound>().boxed(),
         None,
-        hub,
-        history,
-        metrics.clone(),
-        config,
+        Link {
+            hub,
+            history,
+            metrics: metrics.clone(),
+            config,
+        },
     );
     let _addr = conn.start().await.unwrap();
     assert_eq!(next(&rx).await, Event::Welcome(None));

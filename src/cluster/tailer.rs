@@ -2,9 +2,9 @@
 //!
 //! One task per node. It reads the stream with `XREAD BLOCK` from the entry
 //! after the last one it applied, writes each batch into sled through the
-//! store's writer (one flush per batch), records the batch as applied and
-//! only then sends each post to the hub. Any Redis failure drops the
-//! connection; the tailer reconnects with capped, jittered exponential
+//! store's writer (one flush per batch, after which the store's commit hook
+//! broadcasts it) and records the batch as applied. Any Redis failure drops
+//! the connection; the tailer reconnects with capped, jittered exponential
 //! backoff and resumes from its last applied entry, so nothing is skipped
 //! and nothing is applied or broadcast twice.
 //!
@@ -16,10 +16,11 @@
 //! other nodes.
 
 use super::resp::{Cmd, Conn, RedisError, Value};
-use super::{Cluster, COMMAND_TIMEOUT, CONNECT_TIMEOUT};
-use crate::post::Post;
-use crate::store::{Store, StoreError, StoredPost};
-use livefeed_actors::{Broadcast, Delivery, Hub, Stats};
+use super::{stream, Cluster, COMMAND_TIMEOUT, CONNECT_TIMEOUT};
+use crate::feed::post::Stored;
+use crate::net::backoff::Backoff;
+use crate::store::{Store, StoreError};
+use livefeed_actors::{Hub, Stats};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -54,7 +55,7 @@ enum TailError {
 struct Entry {
     id: String,
     post_id: u64,
-    post: Result<StoredPost, String>,
+    post: Result<Stored, String>,
 }
 
 /// The replication task of one node.
@@ -84,7 +85,7 @@ impl Tailer {
 
     /// Tails until aborted.
     pub(crate) async fn run(mut self) {
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
         let mut failures = 0u32;
         loop {
             let error = match self.session(&mut backoff, &mut failures).await {
@@ -116,9 +117,7 @@ impl Tailer {
                     } else {
                         log::debug!("cluster: tailing failed again: {error}");
                     }
-                    let wait = jitter(backoff);
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                    wait
+                    backoff.next_delay()
                 }
             };
             async_std::task::sleep(wait).await;
@@ -129,7 +128,7 @@ impl Tailer {
     /// ended it.
     async fn session(
         &mut self,
-        backoff: &mut Duration,
+        backoff: &mut Backoff,
         failures: &mut u32,
     ) -> Result<Infallible, TailError> {
         let mut conn = Conn::connect(&self.cluster.url, CONNECT_TIMEOUT).await?;
@@ -147,7 +146,7 @@ impl Tailer {
                 self.cursor
             );
         }
-        *backoff = BACKOFF_MIN;
+        backoff.reset();
         *failures = 0;
         self.check_ready(start_head, false);
 
@@ -181,7 +180,8 @@ impl Tailer {
         }
     }
 
-    /// Stores a batch (one flush), records it as applied, then broadcasts.
+    /// Stores a batch (one flush; the store's hook broadcasts it) and
+    /// records it as applied.
     async fn apply(&mut self, entries: Vec<Entry>) -> Result<(), TailError> {
         let Some(last) = entries.last() else {
             return Ok(());
@@ -202,17 +202,9 @@ impl Tailer {
                 }
             }
         }
-        let deliveries: Vec<_> = posts
-            .iter()
-            .map(|p| Delivery::new(p.post.id, p.json.clone()))
-            .collect();
         self.store.apply(posts).await?;
         self.cursor = cursor;
         progress.set_applied(last_id.max(progress.applied.load(Ordering::SeqCst)));
-        for delivery in deliveries {
-            // A hub that is gone means the node is shutting down.
-            self.hub.send(Broadcast(delivery)).ok();
-        }
         Ok(())
     }
 
@@ -308,35 +300,27 @@ fn parse_entry(entry: Value) -> Result<Entry, RedisError> {
         .ok_or_else(|| protocol("bad id"))?;
     let fields = parts.next().ok_or_else(|| protocol("no fields"))?;
     let mut fields = fields.into_array()?.into_iter();
-    let mut post = Err("the entry has no `post` field".to_owned());
+    let (mut op, mut body) = (None, None);
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-        if name.as_bytes() == Some(b"post") {
-            post = decode_post(post_id, &id, value.as_bytes().unwrap_or_default());
+        match name.as_bytes() {
+            Some(b"op") => op = Some(value),
+            Some(b"post") => body = Some(value),
+            _ => {}
         }
     }
+    let post = if !id.ends_with("-0") {
+        Err("not written by livefeed (sequence part is not 0)".to_owned())
+    } else {
+        match &body {
+            None => Err("the entry has no `post` field".to_owned()),
+            Some(body) => stream::decode(
+                post_id,
+                op.as_ref().and_then(Value::as_bytes),
+                body.as_bytes().unwrap_or_default(),
+            ),
+        }
+    };
     Ok(Entry { id, post_id, post })
-}
-
-/// The post an entry carries, checked against the entry's id.
-fn decode_post(post_id: u64, entry_id: &str, json: &[u8]) -> Result<StoredPost, String> {
-    if !entry_id.ends_with("-0") {
-        return Err("not written by livefeed (sequence part is not 0)".into());
-    }
-    let text = std::str::from_utf8(json).map_err(|_| "the post is not UTF-8".to_owned())?;
-    let post: Post = serde_json::from_str(text).map_err(|e| format!("not a post: {e}"))?;
-    if post.id != post_id {
-        return Err(format!("carries post {} under entry {entry_id}", post.id));
-    }
-    Ok(StoredPost {
-        post,
-        json: text.into(),
-    })
-}
-
-/// `base` plus up to half of it again, so that nodes that lost Redis
-/// together do not all come back in the same instant.
-fn jitter(base: Duration) -> Duration {
-    base + base.mul_f64(fastrand::f64() / 2.0)
 }
 
 #[cfg(test)]
@@ -351,6 +335,13 @@ mod tests {
         Value::Array(vec![bulk(id), Value::Array(vec![bulk("post"), bulk(post)])])
     }
 
+    fn create_entry(id: &str, post: &str) -> Value {
+        let fields = vec![bulk("op"), bulk("create"), bulk("post"), bulk(post)];
+        Value::Array(vec![bulk(id), Value::Array(fields)])
+    }
+
+    const NEW: &str =
+        r#"{"title":"n","content":"c","author":null,"createdAt":"2026-01-01T00:00:00.000Z"}"#;
     const POST_7: &str = r#"{"id":7,"title":"t","content":"c","author":null,"createdAt":"2026-01-01T00:00:00.000Z"}"#;
 
     #[test]
@@ -361,10 +352,14 @@ mod tests {
                 entry("7-0", POST_7),
                 entry("8-0", "{}"),
                 entry("9-1", POST_7),
+                create_entry("10-0", NEW),
             ]),
         ])]);
         let entries = parse_xread(reply).unwrap();
-        assert_eq!(entries.len(), 3);
+        assert_eq!(entries.len(), 4);
+        let created = entries[3].post.as_ref().unwrap();
+        assert_eq!(created.post.id, 10);
+        assert_eq!(created.post.title, "n");
         let first = entries[0].post.as_ref().unwrap();
         assert_eq!((first.post.id, &*first.json), (7, POST_7));
         assert!(entries[1].post.is_err(), "not a post");

@@ -13,8 +13,8 @@
 #   FUZZ_TIME_LIMIT     seconds the schemathesis run may take (default: 170)
 #
 # /events is left out: it is an endless stream, which schemathesis would
-# wait on until its request timeout. tests/sse.rs covers it, and
-# tests/openapi.rs holds its responses (including the 400s) to the document.
+# wait on until its request timeout. tests/it/sse.rs covers it, and
+# tests/it/openapi.rs holds its responses (including the 400s) to the document.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"

@@ -1,0 +1,153 @@
+//! The publish seam: where a new post goes to become durable and ordered.
+//!
+//! One [`Publisher`] is chosen at startup: the local sled store (a single
+//! server), or the Redis log shared by a cluster. Either way the post is
+//! stamped by [`Stored::stamp`] and, once durable in this node's store,
+//! broadcast by the store's commit hook in id order; the publisher only
+//! answers when the post is durable. Each publisher reports its health and
+//! metrics as data, which the HTTP layer renders.
+
+use super::post::{NewPost, Stored};
+use async_trait::async_trait;
+
+/// Where creates go.
+#[async_trait]
+pub trait Publisher: Send + Sync + 'static {
+    /// Makes `post` durable and gives it the next id. `Ok` means it is on
+    /// disk (or, in cluster mode, in the fsynced shared log).
+    async fn create(&self, post: NewPost) -> Result<Stored, PublishError>;
+    /// Whether this node should get traffic, and why not.
+    fn health(&self) -> Health;
+    /// This publisher's own metrics, appended to `out`.
+    fn metrics(&self, out: &mut Vec<Metric>);
+}
+
+/// Read access to stored posts: this node's store, in every mode.
+pub trait Posts: Send + Sync + 'static {
+    /// The post with `id`, as JSON.
+    fn get(&self, id: u64) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Up to `limit` posts with ids below `before` (all when `None`),
+    /// newest first.
+    fn page(&self, before: Option<u64>, limit: usize) -> Result<Page, StorageError>;
+    /// The newest post id.
+    fn last_id(&self) -> Result<Option<u64>, StorageError>;
+}
+
+/// A page of posts, newest first.
+#[derive(Debug, Default)]
+pub struct Page {
+    /// Post JSON documents, newest first.
+    pub posts: Vec<Vec<u8>>,
+    /// The `before` cursor of the next (older) page, if there is one.
+    pub next: Option<u64>,
+}
+
+/// The store failed; the text is for the log, never for a client.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct StorageError(pub String);
+
+/// Why a post could not be made durable. Nothing was stored, unless the
+/// variant says it may have been. The texts are for the log.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PublishError {
+    /// The local store could not take the write.
+    #[error("storage failed: {0}")]
+    Storage(String),
+    /// The server is shutting down.
+    #[error("the store is closed")]
+    Closed,
+    /// Cluster mode: Redis could not be reached; nothing was sent.
+    #[error("Redis is unavailable: {0}")]
+    Unavailable(String),
+    /// Cluster mode: Redis refused the append.
+    #[error("Redis refused the post: {0}")]
+    Refused(String),
+    /// Cluster mode: the connection failed after the append was sent, so
+    /// Redis may or may not have stored it; if it did, it is delivered like
+    /// any other post.
+    #[error("the connection to Redis failed after the post was sent: {0}")]
+    Uncertain(String),
+    /// Cluster mode: this node's replica does not match the log, so it
+    /// takes no creates.
+    #[error("this node's data does not match the shared log: {0}")]
+    Diverged(String),
+}
+
+impl From<StorageError> for PublishError {
+    fn from(e: StorageError) -> Self {
+        PublishError::Storage(e.0)
+    }
+}
+
+/// A node's health, as `/healthz` and `/readyz` report it.
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// Whether the node should get traffic (`/readyz`).
+    pub ready: bool,
+    /// Cluster mode's replica state; `None` for a single server.
+    pub cluster: Option<ClusterHealth>,
+}
+
+/// Where a cluster node's replica stands.
+#[derive(Debug, Clone)]
+pub struct ClusterHealth {
+    /// `connecting`, `catching_up`, `live`, `disconnected` or `diverged`.
+    pub state: &'static str,
+    /// Whether the tailer's connection to Redis is up.
+    pub redis_connected: bool,
+    /// The stream holding the log.
+    pub stream: String,
+    /// Newest entry applied here.
+    pub applied_id: u64,
+    /// Newest entry known to be in the stream.
+    pub stream_head_id: u64,
+    /// Entries not yet applied here.
+    pub lag: u64,
+    /// Why the replica is refused, when it is.
+    pub error: Option<String>,
+}
+
+/// One Prometheus sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric {
+    /// The metric's name.
+    pub name: &'static str,
+    /// Counter or gauge.
+    pub kind: MetricKind,
+    /// The `# HELP` text.
+    pub help: &'static str,
+    /// The value.
+    pub value: u64,
+}
+
+/// Prometheus metric types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+impl Metric {
+    /// A counter.
+    pub const fn counter(name: &'static str, help: &'static str, value: u64) -> Self {
+        Self {
+            name,
+            kind: MetricKind::Counter,
+            help,
+            value,
+        }
+    }
+
+    /// A gauge.
+    pub const fn gauge(name: &'static str, help: &'static str, value: u64) -> Self {
+        Self {
+            name,
+            kind: MetricKind::Gauge,
+            help,
+            value,
+        }
+    }
+}

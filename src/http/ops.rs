@@ -1,0 +1,155 @@
+//! Operations routes: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`,
+//! and the embedded browser demo at `/`.
+
+use super::{handler, json_response, ApiError, RequestCount, Server};
+use crate::feed::publish::{Health, Metric, MetricKind};
+use crate::feed::Feed;
+use rust_embed::RustEmbed;
+use std::fmt::Write;
+use std::sync::Arc;
+use tide::http::{headers, Mime};
+use tide::{Request, Response, StatusCode};
+
+/// `/openapi.json`: the API's OpenAPI 3.1 description, one hand-kept file
+/// embedded in the binary. It cannot drift from the code unnoticed: the
+/// integration tests validate real responses against its schemas and check
+/// that every route is described, and the fuzz run (`tests/fuzz/run.sh`)
+/// holds every operation to it.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The demo's content security policy: scripts, styles and connections
+/// from this origin only, so injected markup could not run anything.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+                   img-src 'self' data:; connect-src 'self' ws: wss:; frame-ancestors 'none'; \
+                   base-uri 'none'; form-action 'self'";
+
+#[derive(RustEmbed)]
+#[folder = "public/"]
+struct Public;
+
+/// What the operations routes read.
+#[derive(Clone)]
+struct Ops {
+    feed: Arc<Feed>,
+    requests: Arc<RequestCount>,
+}
+
+/// Adds the operations routes and the demo (`/` and `/*path`, so mount it
+/// after every other route) to `app`.
+pub fn mount(app: &mut Server, feed: Arc<Feed>, requests: Arc<RequestCount>) {
+    let ops = Ops { feed, requests };
+    app.at("/openapi.json")
+        .get(|_req: Request<()>| async { Ok(json_response(StatusCode::Ok, OPENAPI)) });
+    app.at("/healthz").get(handler(ops.clone(), healthz));
+    app.at("/readyz").get(handler(ops.clone(), readyz));
+    app.at("/metrics").get(handler(ops, metrics));
+    app.at("/").get(asset);
+    app.at("/*path").get(asset);
+}
+
+/// Liveness: 200 while the process serves; says the mode and, in cluster
+/// mode, the replica's state.
+async fn healthz(ops: Ops, _req: Request<()>) -> Response {
+    let Health { cluster, ready } = ops.feed.health();
+    let body = match cluster {
+        None => serde_json::json!({"status": "ok", "mode": "single"}),
+        Some(c) => serde_json::json!({
+            "status": "ok",
+            "mode": "cluster",
+            "state": c.state,
+            "ready": ready,
+            "redis": if c.redis_connected { "connected" } else { "disconnected" },
+            "stream": c.stream,
+            "appliedId": c.applied_id,
+            "streamHeadId": c.stream_head_id,
+            "lag": c.lag,
+            "error": c.error,
+        }),
+    };
+    json_response(StatusCode::Ok, body.to_string())
+}
+
+/// Readiness, for load balancers: 503 while a cluster node catches up with
+/// the stream (or refuses a diverged replica).
+async fn readyz(ops: Ops, _req: Request<()>) -> Response {
+    if ops.feed.health().ready {
+        json_response(StatusCode::Ok, r#"{"ready":true}"#)
+    } else {
+        json_response(StatusCode::ServiceUnavailable, r#"{"ready":false}"#)
+    }
+}
+
+/// Every metric, in the Prometheus text format.
+async fn metrics(ops: Ops, _req: Request<()>) -> Response {
+    let mut rows = ops.feed.metrics();
+    rows.push(Metric::counter(
+        "livefeed_http_requests_total",
+        "HTTP requests answered.",
+        ops.requests.get(),
+    ));
+    Response::builder(StatusCode::Ok)
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(render(&rows))
+        .build()
+}
+
+/// The Prometheus text format of `rows`.
+fn render(rows: &[Metric]) -> String {
+    let mut out = String::with_capacity(rows.len() * 128);
+    for m in rows {
+        let kind = match m.kind {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+        };
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n",
+            name = m.name,
+            help = m.help,
+            value = m.value
+        );
+    }
+    out
+}
+
+/// Serves `/` and the files of `public/`.
+async fn asset(req: Request<()>) -> tide::Result {
+    let path = match req.url().path().trim_start_matches('/') {
+        "" => "index.html",
+        other => other,
+    };
+    let Some(file) = Public::get(path) else {
+        return Ok(ApiError::not_found(format!("no file at /{path}")).into_response());
+    };
+    let mime = path
+        .rsplit_once('.')
+        .and_then(|(_, ext)| Mime::from_extension(ext))
+        .unwrap_or(tide::http::mime::BYTE_STREAM);
+    Ok(Response::builder(StatusCode::Ok)
+        .content_type(mime)
+        .header(headers::CACHE_CONTROL, "no-cache")
+        .header("X-Content-Type-Options", "nosniff")
+        .header("Content-Security-Policy", CSP)
+        .header("Referrer-Policy", "no-referrer")
+        .body(file.data.into_owned())
+        .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_is_openapi_3_1_json() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."));
+        assert!(doc["paths"].as_object().unwrap().contains_key("/events"));
+    }
+
+    #[test]
+    fn metrics_render_as_prometheus_text() {
+        let text = render(&[Metric::gauge("a_b", "An A.", 3)]);
+        assert_eq!(text, "# HELP a_b An A.\n# TYPE a_b gauge\na_b 3\n");
+    }
+}

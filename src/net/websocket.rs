@@ -1,0 +1,136 @@
+//! The websocket upgrade, done once for `/ws` and Engine.IO alike: the
+//! handshake checks, the accept key, the `101`, and the upgraded stream
+//! with livefeed's own limits and write coalescing.
+//!
+//! tide-websockets' own upgrade uses tungstenite's 64 MiB message limit;
+//! here the stream is upgraded with the caller's limit and handed to
+//! tide-websockets as a `WebSocketConnection`.
+
+use super::cork::{Cork, Corked};
+use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use async_tungstenite::WebSocketStream;
+use sha1::{Digest, Sha1};
+use std::future::Future;
+use tide::http::headers;
+use tide::{Request, Response, StatusCode};
+use tide_websockets::WebSocketConnection;
+
+/// RFC 6455's magic string for `Sec-WebSocket-Accept`.
+const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Why a request's websocket handshake is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    /// No `Upgrade: websocket` with `Connection: upgrade`.
+    #[error("send an Upgrade: websocket request")]
+    NotUpgrade,
+    /// No `Sec-WebSocket-Key`.
+    #[error("missing Sec-WebSocket-Key")]
+    MissingKey,
+    /// A `Sec-WebSocket-Version` other than 13.
+    #[error("Sec-WebSocket-Version must be 13")]
+    BadVersion,
+}
+
+/// Checks that `req` asks for a websocket upgrade.
+pub fn check_upgrade<S>(req: &Request<S>) -> Result<(), HandshakeError> {
+    if header_has(req, headers::UPGRADE.as_str(), "websocket")
+        && header_has(req, headers::CONNECTION.as_str(), "upgrade")
+    {
+        Ok(())
+    } else {
+        Err(HandshakeError::NotUpgrade)
+    }
+}
+
+/// The handshake's `Sec-WebSocket-Key`, once its version is checked.
+pub fn handshake_key<S>(req: &Request<S>) -> Result<String, HandshakeError> {
+    let key = req
+        .header("Sec-WebSocket-Key")
+        .map(|h| h.as_str().trim().to_owned())
+        .ok_or(HandshakeError::MissingKey)?;
+    if req
+        .header("Sec-WebSocket-Version")
+        .map(|h| h.as_str().trim())
+        != Some("13")
+    {
+        return Err(HandshakeError::BadVersion);
+    }
+    Ok(key)
+}
+
+/// Whether a (comma-separated) header of `req` lists `token`.
+fn header_has<S>(req: &Request<S>, name: &str, token: &str) -> bool {
+    req.header(name).is_some_and(|values| {
+        values
+            .iter()
+            .flat_map(|v| v.as_str().split(','))
+            .any(|v| v.trim().eq_ignore_ascii_case(token))
+    })
+}
+
+/// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key`.
+pub fn accept_key(key: &str) -> String {
+    use base64::Engine;
+    let digest = Sha1::new()
+        .chain_update(key.as_bytes())
+        .chain_update(WEBSOCKET_GUID.as_bytes())
+        .finalize();
+    base64::engine::general_purpose::STANDARD.encode(digest)
+}
+
+/// An upgraded websocket: tide-websockets' connection over a stream whose
+/// writes its [`Cork`] can hold back.
+pub struct Upgraded {
+    /// The connection; one task writes to it.
+    pub conn: WebSocketConnection,
+    /// Holds writes back while more frames follow.
+    pub cork: Cork,
+}
+
+/// The `101 Switching Protocols` answer to a handshake with `key`, and the
+/// websocket it becomes once that answer is written (`None` if the client
+/// went away first). Inbound messages and frames over `max_message` bytes
+/// fail the read with a capacity error.
+pub async fn switch(
+    key: &str,
+    max_message: usize,
+) -> (Response, impl Future<Output = Option<Upgraded>> + Send) {
+    let mut res = Response::new(StatusCode::SwitchingProtocols);
+    res.insert_header(headers::UPGRADE, "websocket");
+    res.insert_header(headers::CONNECTION, "Upgrade");
+    res.insert_header("Sec-WebSocket-Accept", accept_key(key));
+    let upgraded = AsMut::<tide::http::Response>::as_mut(&mut res)
+        .recv_upgrade()
+        .await;
+    let websocket = async move {
+        let stream = upgraded.await?;
+        let cork = Cork::default();
+        let stream = tide::http::upgrade::Connection::new(Corked::new(stream, cork.clone()));
+        let limits = WebSocketConfig {
+            max_send_queue: None,
+            max_message_size: Some(max_message),
+            max_frame_size: Some(max_message),
+            accept_unmasked_frames: false,
+        };
+        let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(limits)).await;
+        Some(Upgraded {
+            conn: WebSocketConnection::from(ws),
+            cork,
+        })
+    };
+    (res, websocket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_of_rfc_6455() {
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+}

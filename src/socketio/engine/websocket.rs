@@ -1,0 +1,223 @@
+//! The websocket transport: a session opened over a websocket, or a
+//! polling session's upgrade probe, then the reader and the writer that
+//! drains the outbox.
+
+use super::handle::Session;
+use super::packet::{Frame, Packet};
+use super::session::{CloseReason, Received, Take, Transport, Via};
+use super::{Engine, EngineError};
+use crate::net::cork::Cork;
+use crate::net::websocket::{self, Upgraded};
+use async_std::task;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::protocol::CloseFrame;
+use futures::StreamExt;
+use livefeed_actors::write_within;
+use std::borrow::Cow;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tide::http::Method;
+use tide::{Request, Response};
+use tide_websockets::{Message as WsMessage, WebSocketConnection};
+
+impl Engine {
+    pub(super) async fn websocket<S: Clone + Send + Sync + 'static>(
+        self: &Arc<Self>,
+        req: Request<S>,
+        sid: Option<String>,
+    ) -> Result<Response, EngineError> {
+        let key = websocket_key(&req).ok_or(EngineError::BadRequest)?;
+        let ws = self.next_ws.fetch_add(1, Ordering::Relaxed);
+        // A probe for a polling session, or a session of its own.
+        let probed = match sid {
+            Some(sid) => {
+                let session = self.find(&sid).ok_or(EngineError::SessionUnknown)?;
+                session.with_core(|core| core.probe_begin(ws))?;
+                Some(session)
+            }
+            None if self.session_count() >= self.config.max_sessions => {
+                return Err(EngineError::TooManySessions)
+            }
+            None => None,
+        };
+        let (res, upgraded) = websocket::switch(&key, self.config.max_payload).await;
+        let engine = self.clone();
+        task::spawn(async move {
+            let Some(Upgraded { conn, cork }) = upgraded.await else {
+                if let Some(session) = probed {
+                    session.with_core(|core| core.probe_end(ws));
+                }
+                return;
+            };
+            match probed {
+                Some(session) => {
+                    let timeout = engine.config.upgrade_timeout;
+                    run_probe(session, conn, cork, ws, timeout).await
+                }
+                None => match engine.open(Transport::WebSocket) {
+                    Ok(session) => run_websocket(session, conn, cork, 0).await,
+                    Err(_) => close_websocket(&conn, CloseReason::SlowConsumer).await,
+                },
+            }
+        });
+        Ok(res)
+    }
+}
+
+/// A probing websocket: answers `2probe`, waits for `5`, then carries the
+/// session. Anything else, or no `5` in time, ends only the probe.
+async fn run_probe(
+    session: Arc<Session>,
+    conn: WebSocketConnection,
+    cork: Cork,
+    ws: u64,
+    upgrade_timeout: Duration,
+) {
+    let mut incoming = conn.clone();
+    let upgrade = async {
+        while let Some(Ok(message)) = incoming.next().await {
+            let packet = match message {
+                WsMessage::Text(text) => match Packet::decode(&text) {
+                    Ok(packet) => packet,
+                    Err(_) => return false,
+                },
+                WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+                _ => return false,
+            };
+            match session.with_core(|core| core.receive(packet, Instant::now(), Via::WebSocket(ws)))
+            {
+                Received::ProbeReply => {
+                    if send_frame(&conn, &Frame::pong_probe()).await.is_err() {
+                        return false;
+                    }
+                }
+                Received::Upgraded => return true,
+                _ => return false,
+            }
+        }
+        false
+    };
+    let upgraded = async_std::future::timeout(upgrade_timeout, upgrade)
+        .await
+        .unwrap_or(false);
+    if upgraded {
+        log::debug!("engine.io session {} upgraded to websocket", session.sid);
+        run_websocket(session, conn, cork, ws).await;
+    } else {
+        session.with_core(|core| core.probe_end(ws));
+        close_websocket(&conn, CloseReason::ProtocolError).await;
+    }
+}
+
+/// Runs a websocket that carries the session: the writer drains the
+/// outbox, this task reads.
+async fn run_websocket(session: Arc<Session>, conn: WebSocketConnection, cork: Cork, ws: u64) {
+    let (bell, rung) = async_channel::bounded(1);
+    session.with_core(|core| core.set_bell(bell));
+    task::spawn(write_loop(session.clone(), conn.clone(), cork, rung));
+    let mut incoming = conn;
+    while let Some(item) = incoming.next().await {
+        let packet = match item {
+            Ok(WsMessage::Text(text)) => match Packet::decode(&text) {
+                Ok(packet) => packet,
+                Err(_) => {
+                    session.close(CloseReason::ProtocolError);
+                    return;
+                }
+            },
+            Ok(WsMessage::Binary(bytes)) => Packet::Binary(bytes),
+            Ok(WsMessage::Ping(_) | WsMessage::Pong(_)) => continue,
+            Ok(WsMessage::Close(_)) => break,
+            Err(tide_websockets::Error::Capacity(_)) => {
+                session.close(CloseReason::PayloadTooLarge);
+                return;
+            }
+            Err(_) => break,
+        };
+        let received =
+            session.with_core(|core| core.receive(packet, Instant::now(), Via::WebSocket(ws)));
+        if received == Received::ProbeFailed || !session.dispatch(received) {
+            return;
+        }
+    }
+    session.with_core(|core| {
+        if core.websocket() == ws {
+            core.close(CloseReason::TransportClose);
+        }
+    });
+}
+
+async fn write_loop(
+    session: Arc<Session>,
+    conn: WebSocketConnection,
+    cork: Cork,
+    rung: async_channel::Receiver<()>,
+) {
+    loop {
+        match session.with_core(|core| core.take()) {
+            Take::Frames(frames) => {
+                for (i, frame) in frames.iter().enumerate() {
+                    // Frames taken together leave in as few writes as the
+                    // cork allows.
+                    cork.set(i + 1 < frames.len());
+                    let sent = write_within(session.write_timeout, async {
+                        send_frame(&conn, frame)
+                            .await
+                            .map_err(std::io::Error::other)
+                    })
+                    .await;
+                    if sent.is_err() {
+                        cork.set(false);
+                        session.close(CloseReason::TransportClose);
+                        break;
+                    }
+                }
+            }
+            Take::Idle => {
+                if rung.recv().await.is_err() {
+                    return;
+                }
+            }
+            Take::Close(reason) => {
+                cork.set(false);
+                close_websocket(&conn, reason).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn send_frame(
+    conn: &WebSocketConnection,
+    frame: &Frame,
+) -> async_tungstenite::tungstenite::Result<()> {
+    match frame {
+        // tungstenite 0.13 takes owned buffers: one copy of the shared frame.
+        Frame::Text(text) => conn.send_string(text.to_string()).await,
+        Frame::Binary(bytes) => conn.send_bytes(bytes.to_vec()).await,
+    }
+}
+
+async fn close_websocket(conn: &WebSocketConnection, reason: CloseReason) {
+    let (code, text) = reason.ws_close();
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: Cow::Borrowed(text),
+    };
+    // Best effort: the peer may be gone already.
+    let close = conn.send(WsMessage::Close(Some(frame)));
+    async_std::future::timeout(Duration::from_secs(1), close)
+        .await
+        .ok();
+}
+
+/// The key of a websocket handshake Engine.IO accepts (a GET with valid
+/// upgrade headers), if `req` is one.
+fn websocket_key<S>(req: &Request<S>) -> Option<String> {
+    if req.method() != Method::Get {
+        return None;
+    }
+    websocket::check_upgrade(req).ok()?;
+    websocket::handshake_key(req).ok()
+}

@@ -1,0 +1,299 @@
+//! The Socket.IO transport: livefeed's `/` namespace, where every client
+//! is a hub connection.
+//!
+//! Joining `/` starts a connection actor whose sink is the client's
+//! socket, exactly as `/ws` does with a websocket, so one broadcast reaches
+//! both kinds of clients and replay, ordering and the slow-consumer bound
+//! are the hub's. The CONNECT reply is the connection's welcome (sent
+//! after it joined the hub), so the recovery id it carries names the exact
+//! point after which every post reaches the client.
+//!
+//! Recovery: each `newPost` carries its post id as the offset; a client
+//! that comes back with `offset` (or `auth.since`, or only the `pid`, which
+//! encodes where it started) is replayed every stored post after that point
+//! from sled, then goes live, with no gap and no duplicate.
+
+use crate::config::SocketIoOptions;
+use crate::feed::wire::{self, Wire};
+use crate::feed::{Feed, Liveness};
+use crate::http::{ApiError, Server};
+use crate::net::origin::Origins;
+use crate::socketio::engine::packet::Frame;
+use crate::socketio::engine::{random_id, CloseReason, Engine, EngineConfig};
+use crate::socketio::socket::{Event, Namespace, Socket, SocketIo};
+use async_trait::async_trait;
+use futures::StreamExt;
+use livefeed_actors::{Close, ConnectionId, Delivery, Inbound, Outbound};
+use serde_json::Value;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where Socket.IO is served.
+pub const PATH: &str = "/socket.io/";
+
+/// Time a probing websocket has to complete the upgrade.
+pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Limits the engine shares with the feed's connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Frames past which a client's outbox makes feed frames wait.
+    pub backlog_frames: usize,
+    /// Bytes past which a client's outbox makes feed frames wait.
+    pub backlog_bytes: usize,
+    /// Longest a single websocket write may take.
+    pub write_timeout: Duration,
+}
+
+/// Adds `/socket.io/` to `app` (unless `options` disable it): an
+/// Engine.IO server whose `/` namespace is the feed. Answers the engine.
+pub fn mount(
+    app: &mut Server,
+    feed: Arc<Feed>,
+    options: &SocketIoOptions,
+    limits: Limits,
+    origins: Origins,
+) -> Option<Arc<Engine>> {
+    if !options.enabled {
+        return None;
+    }
+    let engine_config = EngineConfig {
+        ping_interval: options.ping_interval,
+        ping_timeout: options.ping_timeout,
+        max_payload: options.max_payload,
+        upgrade_timeout: UPGRADE_TIMEOUT,
+        max_sessions: options.max_sessions,
+        outbox_frames: limits.backlog_frames,
+        outbox_bytes: limits.backlog_bytes,
+        write_timeout: limits.write_timeout,
+        origins,
+    };
+    let namespace = Arc::new(FeedNamespace {
+        feed,
+        recovery: options.recovery,
+    });
+    let io = SocketIo::new(options.connect_timeout).namespace("/", namespace);
+    let engine = Engine::new(engine_config, Arc::new(io));
+    engine.mount(app, PATH);
+    Some(engine)
+}
+
+/// The event a client emits to publish (with an ack for the result).
+pub const CREATE_POST: &str = "createPost";
+
+/// The main namespace: `recovery` turns connection state recovery (pid
+/// and offsets) on.
+struct FeedNamespace {
+    feed: Arc<Feed>,
+    recovery: bool,
+}
+
+/// Where a (re)connecting client wants its feed to start.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Resume {
+    /// Replay stored posts with a higher id first.
+    pub since: Option<u64>,
+    /// The client's recovery id, when it is one of ours.
+    pub pid: Option<String>,
+}
+
+impl Resume {
+    /// Reads the CONNECT payload: `offset` (Socket.IO's recovery offset)
+    /// wins over `since` (an id the application tracked), which wins over
+    /// the start point encoded in `pid`. Only `since` is checked strictly:
+    /// the others come from the client library and are ignored when odd.
+    pub fn parse(auth: &str, recovery: bool) -> Result<Self, String> {
+        let auth: Value = serde_json::from_str(auth).unwrap_or(Value::Null);
+        let since = match auth.get("since") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(as_id(v).ok_or("since must be a post id (an unsigned integer)")?),
+        };
+        if !recovery {
+            return Ok(Self { since, pid: None });
+        }
+        let offset = auth
+            .get("offset")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok());
+        let pid = auth
+            .get("pid")
+            .and_then(Value::as_str)
+            .filter(|pid| pid_start(pid).is_some())
+            .map(str::to_owned);
+        let start = pid.as_deref().and_then(pid_start);
+        Ok(Self {
+            since: offset.or(since).or(start),
+            pid,
+        })
+    }
+}
+
+fn as_id(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// A recovery id is `<random id>-<newest post id when it was issued>`.
+fn new_pid(last_post_id: Option<u64>) -> String {
+    format!("{}-{}", random_id(), last_post_id.unwrap_or(0))
+}
+
+fn pid_start(pid: &str) -> Option<u64> {
+    let (random, start) = pid.rsplit_once('-')?;
+    (random.len() == 20).then_some(())?;
+    start.parse().ok()
+}
+
+impl Namespace for FeedNamespace {
+    fn connect(&self, socket: &Socket, auth: &str) -> Result<(), String> {
+        let resume = Resume::parse(auth, self.recovery)?;
+        let ticket = self.feed.admit().map_err(|e| ApiError::from(e).message)?;
+        let sink = SocketSink {
+            socket: socket.clone(),
+            pid: resume.pid,
+            recovery: self.recovery,
+        };
+        let inbound = futures::stream::once(socket.closed())
+            .map(|()| Inbound::Closed)
+            .boxed();
+        // Liveness is the engine session's business (its own ping schedule
+        // runs before any namespace is joined and is what the client
+        // expects); the connection only ends when the socket does.
+        ticket.attach(sink, inbound, resume.since, Liveness::Unchecked);
+        Ok(())
+    }
+
+    fn event(&self, socket: &Socket, event: Event) {
+        if event.name != CREATE_POST {
+            return;
+        }
+        let feed = self.feed.clone();
+        let socket = socket.clone();
+        async_std::task::spawn(async move {
+            let reply = match create_post(&feed, socket.auth(), event.args.first()).await {
+                Ok(post) => wire::created_ack(&post),
+                Err(e) => {
+                    if let Some(detail) = &e.detail {
+                        log::warn!("socket.io createPost failed: {detail}");
+                    }
+                    e.body()
+                }
+            };
+            if let Some(ack) = event.ack {
+                socket.ack(ack, &[&reply], &[]);
+            }
+        });
+    }
+}
+
+/// `createPost`: the HTTP API's `POST /posts` over the socket. With a
+/// publish token configured, the client must have connected with
+/// `auth: {token}`.
+async fn create_post(feed: &Feed, auth: &str, body: Option<&String>) -> Result<Arc<str>, ApiError> {
+    let auth: Value = serde_json::from_str(auth).unwrap_or(Value::Null);
+    let token = auth.get("token").and_then(Value::as_str);
+    // No argument is refused like a JSON `null` body: credential first,
+    // then a 422 naming the body.
+    let body = body.map_or(&b"null"[..], |b| b.as_bytes());
+    Ok(feed.create(token, body).await?.json)
+}
+
+/// The connection actor's writer: the client's socket in `/`.
+struct SocketSink {
+    socket: Socket,
+    pid: Option<String>,
+    recovery: bool,
+}
+
+fn gone(reason: CloseReason) -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, reason.as_str())
+}
+
+#[async_trait]
+impl Outbound for SocketSink {
+    async fn welcome(&mut self, _id: ConnectionId, last_post_id: Option<u64>) -> io::Result<()> {
+        let pid = self
+            .recovery
+            .then(|| self.pid.clone().unwrap_or_else(|| new_pid(last_post_id)));
+        if self.socket.accept(pid.as_deref()) {
+            Ok(())
+        } else {
+            Err(gone(CloseReason::TransportClose))
+        }
+    }
+
+    async fn deliver(&mut self, delivery: &Delivery) -> io::Result<()> {
+        let format = if self.recovery {
+            Wire::SocketIo
+        } else {
+            Wire::SocketIoPlain
+        };
+        let frame = Frame::Text(delivery.frame(format).clone());
+        self.socket.push(frame).await.map_err(gone)
+    }
+
+    async fn ping(&mut self) -> io::Result<()> {
+        // The engine session pings on its own schedule.
+        Ok(())
+    }
+
+    async fn close(&mut self, close: Close) -> io::Result<()> {
+        let reason = match close {
+            Close::GOING_AWAY => CloseReason::ServerShutdown,
+            Close::PROTOCOL_ERROR | Close::TOO_BIG => CloseReason::ProtocolError,
+            _ => CloseReason::SlowConsumer,
+        };
+        self.socket.close_connection(reason);
+        Ok(())
+    }
+}
+
+impl Drop for SocketSink {
+    fn drop(&mut self) {
+        // The connection ended while the client is still there (it was too
+        // slow, or a write failed): end its session so it reconnects and
+        // recovers what it missed.
+        if !self.socket.is_gone() {
+            self.socket.close_connection(CloseReason::SlowConsumer);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_points() {
+        let pid = new_pid(Some(41));
+        assert_eq!(pid_start(&pid), Some(41));
+        assert_eq!(pid_start("short-3"), None);
+        assert_eq!(Resume::parse("{}", true).unwrap(), Resume::default());
+        // offset > since > pid.
+        let auth = format!(r#"{{"pid":"{pid}","offset":"50","since":45}}"#);
+        let r = Resume::parse(&auth, true).unwrap();
+        assert_eq!((r.since, r.pid.as_deref()), (Some(50), Some(pid.as_str())));
+        let auth = format!(r#"{{"pid":"{pid}","since":"45"}}"#);
+        assert_eq!(Resume::parse(&auth, true).unwrap().since, Some(45));
+        let auth = format!(r#"{{"pid":"{pid}"}}"#);
+        assert_eq!(Resume::parse(&auth, true).unwrap().since, Some(41));
+        // A pid that is not ours is ignored, not trusted.
+        let r = Resume::parse(r#"{"pid":"someone-else","offset":"x"}"#, true).unwrap();
+        assert_eq!(r, Resume::default());
+        assert!(Resume::parse(r#"{"since":"abc"}"#, true).is_err());
+        assert!(Resume::parse(r#"{"since":-1}"#, false).is_err());
+        // Without recovery only since counts.
+        let auth = format!(r#"{{"pid":"{pid}","offset":"50","since":3}}"#);
+        assert_eq!(
+            Resume::parse(&auth, false).unwrap(),
+            Resume {
+                since: Some(3),
+                pid: None
+            }
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! The plain websocket transport at `GET /ws`: route handler and sink.
+//!
+//! The handler checks the handshake, the origin, `since` and the connection
+//! limit, answers 101 ([`net::websocket`](crate::net::websocket)) and
+//! attaches the upgraded socket to the feed; the connection actor is then
+//! the only writer of the socket.
+
+use crate::feed::{wire, Feed, Liveness};
+use crate::http::{handler, since_param, ApiError, Server};
+use crate::net::cork::Cork;
+use crate::net::origin::Origins;
+use crate::net::websocket::{self, HandshakeError, Upgraded};
+use async_trait::async_trait;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::protocol::CloseFrame;
+use futures::StreamExt;
+use livefeed_actors::{Close, ConnectionId, Delivery, Inbound, Outbound};
+use std::borrow::Cow;
+use std::io;
+use std::sync::Arc;
+use tide::{Request, Response, StatusCode};
+use tide_websockets::{Message, WebSocketConnection};
+
+/// Largest inbound frame or message; larger ones close the connection with
+/// 1009.
+pub const MAX_FRAME: usize = 64 * 1024;
+
+#[derive(Clone)]
+struct Route {
+    feed: Arc<Feed>,
+    origins: Arc<Origins>,
+}
+
+/// Adds `GET /ws` to `app`.
+pub fn mount(app: &mut Server, feed: Arc<Feed>, origins: Arc<Origins>) {
+    app.at("/ws").get(handler(Route { feed, origins }, upgrade));
+}
+
+async fn upgrade(route: Route, req: Request<()>) -> Response {
+    let checked = (|| {
+        websocket::check_upgrade(&req).map_err(refusal)?;
+        route.origins.check(&req).map_err(|origin| {
+            ApiError::new(
+                StatusCode::Forbidden,
+                "origin_not_allowed",
+                format!("origin {origin} may not open websockets here (see --allowed-origin)"),
+            )
+        })?;
+        let key = websocket::handshake_key(&req).map_err(refusal)?;
+        let since = since_param(&req)?;
+        let ticket = route.feed.admit()?;
+        Ok((key, since, ticket))
+    })();
+    let (key, since, ticket) = match checked {
+        Ok(checked) => checked,
+        Err(e) => return ApiError::into_response(e),
+    };
+    let (res, upgraded) = websocket::switch(&key, MAX_FRAME).await;
+    async_std::task::spawn(async move {
+        // A client gone before the upgrade drops its ticket here.
+        if let Some(Upgraded { conn, cork }) = upgraded.await {
+            let inbound = conn.clone().map(classify).boxed();
+            ticket.attach(WsSink { conn, cork }, inbound, since, Liveness::Heartbeat);
+        }
+    });
+    res
+}
+
+fn refusal(e: HandshakeError) -> ApiError {
+    match e {
+        HandshakeError::NotUpgrade => ApiError::new(
+            StatusCode::UpgradeRequired,
+            "upgrade_required",
+            "this route speaks websocket: send an Upgrade: websocket request",
+        ),
+        e => ApiError::bad_request("bad_handshake", e.to_string()),
+    }
+}
+
+fn classify(item: Result<Message, tide_websockets::Error>) -> Inbound {
+    use tide_websockets::Error;
+    match item {
+        Ok(Message::Close(_)) => Inbound::Closed,
+        Ok(_) => Inbound::Alive,
+        Err(Error::Capacity(_)) => Inbound::TooBig,
+        Err(Error::Protocol(_) | Error::Utf8) => Inbound::Invalid,
+        Err(_) => Inbound::Closed,
+    }
+}
+
+/// The connection actor's writer: tide-websockets' connection over a
+/// corked stream.
+struct WsSink {
+    conn: WebSocketConnection,
+    cork: Cork,
+}
+
+fn to_io(e: tide_websockets::Error) -> io::Error {
+    match e {
+        tide_websockets::Error::Io(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl Outbound for WsSink {
+    fn more_pending(&mut self, more: bool) {
+        self.cork.set(more);
+    }
+
+    async fn welcome(&mut self, id: ConnectionId, last_post_id: Option<u64>) -> io::Result<()> {
+        self.cork.set(false);
+        let frame = wire::ws_welcome(id, last_post_id);
+        self.conn.send_string(frame).await.map_err(to_io)
+    }
+
+    async fn deliver(&mut self, delivery: &Delivery) -> io::Result<()> {
+        // tungstenite 0.13 takes owned text: one copy of the shared frame.
+        let frame = delivery.frame(wire::Wire::Ws).to_string();
+        self.conn.send_string(frame).await.map_err(to_io)
+    }
+
+    async fn ping(&mut self) -> io::Result<()> {
+        self.cork.set(false);
+        self.conn
+            .send(Message::Ping(Vec::new()))
+            .await
+            .map_err(to_io)
+    }
+
+    async fn close(&mut self, close: Close) -> io::Result<()> {
+        self.cork.set(false);
+        let frame = CloseFrame {
+            code: CloseCode::from(close.code),
+            reason: Cow::Borrowed(close.reason),
+        };
+        self.conn
+            .send(Message::Close(Some(frame)))
+            .await
+            .map_err(to_io)
+    }
+}

@@ -1,0 +1,16 @@
+//! The integration tests: one binary, built and linked once, with one set
+//! of helpers ([`common`]). Each module drives real servers (in-process,
+//! or the built `livefeed` binary) on ephemeral ports with temp data dirs.
+
+mod common;
+
+mod churn;
+mod cli;
+mod cluster;
+mod fuzz_regressions;
+mod http_api;
+mod openapi;
+mod process;
+mod socketio;
+mod sse;
+mod websocket;
