@@ -15,6 +15,8 @@ fn main() -> ExitCode {
         None => cli.serve,
         Some(Command::Serve(config)) => *config,
         Some(Command::Post(args)) => return livefeed::cli::post(args),
+        Some(Command::Edit(args)) => return livefeed::cli::edit(args),
+        Some(Command::Delete(args)) => return livefeed::cli::delete(args),
         Some(Command::Tail(args)) => return livefeed::cli::tail(args),
     };
     let logs_on_stderr = livefeed::logging::init(config.log_format, config.log_level);

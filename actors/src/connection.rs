@@ -8,8 +8,9 @@
 //! ever queued without bound.
 
 use crate::delivery::Delivery;
-use crate::hub::{History, Hub, Join, Leave};
+use crate::hub::{Hub, Join, Joined, Leave};
 use crate::metrics::Metrics;
+use crate::replay::{History, Span};
 use async_trait::async_trait;
 use futures::future::{AbortHandle, Abortable};
 use futures::stream::BoxStream;
@@ -23,7 +24,7 @@ use xactor::{Actor, Addr, Context, Handler, Message};
 /// Identifies a connection for its whole life; unique within a process.
 pub type ConnectionId = u64;
 
-/// Posts a replay reads from history at a time.
+/// Changes a replay reads from history at a time.
 const REPLAY_PAGE: usize = 256;
 
 /// Why a connection is being closed, as a websocket close code and reason.
@@ -70,10 +71,11 @@ impl Close {
 /// write timeout.
 #[async_trait]
 pub trait Outbound: Send + 'static {
-    /// The first frame: the connection's id and the newest post id at the
-    /// moment it joined (replay, if any, ends there and live posts follow).
-    async fn welcome(&mut self, id: ConnectionId, last_post_id: Option<u64>) -> io::Result<()>;
-    /// One post.
+    /// The first frame: the connection's id and where the feed stood the
+    /// moment it joined (replay, if any, ends there and live changes
+    /// follow).
+    async fn welcome(&mut self, id: ConnectionId, joined: Joined) -> io::Result<()>;
+    /// One change.
     async fn deliver(&mut self, delivery: &Delivery) -> io::Result<()>;
     /// Called before each [`deliver`](Outbound::deliver) with whether more
     /// posts are already queued for this connection. A sink may then hold
@@ -227,7 +229,7 @@ pub async fn write_within<T>(
 pub struct Link {
     /// The hub the connection joins.
     pub hub: Addr<Hub>,
-    /// Stored posts, for replay.
+    /// Stored changes, for replay.
     pub history: Arc<dyn History>,
     /// Counters shared with the hub.
     pub metrics: Arc<Metrics>,
@@ -249,10 +251,10 @@ pub struct Connection<S: Outbound> {
     sink: S,
     link: Link,
     since: Option<u64>,
-    /// The newest post id this client has (written, or `since`): anything
-    /// at or below it is skipped. The hub sends in id order, but a client
+    /// The newest change this client has (written, or `since`): anything
+    /// at or below it is skipped. The hub sends in seq order, but a client
     /// that resumes on a node whose replica is behind the `since` it brings
-    /// (cluster mode) would otherwise see those posts twice.
+    /// (cluster mode) would otherwise see those changes twice.
     sent_upto: u64,
     backlog: Arc<Backlog>,
     inbound: Option<BoxStream<'static, Inbound>>,
@@ -292,22 +294,29 @@ impl<S: Outbound> Connection<S> {
     }
 
     async fn write(&mut self, delivery: &Delivery) -> io::Result<()> {
-        if delivery.id <= self.sent_upto {
+        if delivery.seq <= self.sent_upto {
             return Ok(());
         }
         write_within(self.link.config.write_timeout, self.sink.deliver(delivery)).await?;
-        self.sent_upto = delivery.id;
+        self.sent_upto = delivery.seq;
         Metrics::add(&self.link.metrics.frames_delivered, 1);
         Ok(())
     }
 
-    /// Sends every stored post in `(since, upto]`, oldest first.
+    /// Sends what a client that has everything up to `since` missed among
+    /// the changes up to `upto`, compacted, oldest first.
     async fn replay(&mut self, since: u64, upto: u64) -> anyhow::Result<()> {
         let mut cursor = since;
         while cursor < upto {
-            let page = self.link.history.after(cursor, upto, REPLAY_PAGE)?;
+            let span = Span {
+                since,
+                from: cursor,
+                upto,
+                limit: REPLAY_PAGE,
+            };
+            let page = self.link.history.after(span)?;
             let Some(last) = page.last() else { break };
-            cursor = last.id;
+            cursor = last.seq;
             for (i, delivery) in page.iter().enumerate() {
                 self.sink.more_pending(i + 1 < page.len() || cursor < upto);
                 self.write(delivery).await?;
@@ -350,10 +359,12 @@ impl<S: Outbound> Actor for Connection<S> {
             })
             .await?;
         let id = self.id;
-        let last = joined.last_post_id;
-        let welcomed =
-            write_within(self.link.config.write_timeout, self.sink.welcome(id, last)).await;
-        let replayed = match (welcomed, self.since, last) {
+        let welcomed = write_within(
+            self.link.config.write_timeout,
+            self.sink.welcome(id, joined),
+        )
+        .await;
+        let replayed = match (welcomed, self.since, joined.seq) {
             (Err(e), _, _) => Err(e.into()),
             (Ok(()), Some(since), Some(last)) => self.replay(since, last).await,
             (Ok(()), _, _) => Ok(()),
@@ -405,9 +416,9 @@ impl<S: Outbound> Handler<Deliver> for Connection<S> {
         if self.closing || self.backlog.is_kicked() {
             return;
         }
-        if delivery.id <= self.sent_upto {
-            // The client has it (see `sent_upto`). Ids only grow, so such
-            // posts come before the first one written live and the sink
+        if delivery.seq <= self.sent_upto {
+            // The client has it (see `sent_upto`). Seqs only grow, so such
+            // changes come before the first one written live and the sink
             // holds nothing back that a later hint would have to release.
             return;
         }

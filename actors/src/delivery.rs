@@ -1,9 +1,10 @@
-//! A post on its way to many clients.
+//! A change on its way to many clients.
 //!
-//! A post is serialised to JSON once, when it is created. Each wire format
-//! (plain websocket, Socket.IO, Server-Sent Events, ...) wraps that JSON in
-//! its own envelope; [`Delivery::frame`] builds each envelope at most once
-//! per post and every connection of that format shares the result.
+//! A change (a post created, edited or deleted) is serialised to JSON once,
+//! when it is stored. Each wire format (plain websocket, Socket.IO,
+//! Server-Sent Events, ...) wraps that JSON in its own envelope;
+//! [`Delivery::frame`] builds each envelope at most once per change and
+//! every connection of that format shares the result.
 
 use std::sync::{Arc, OnceLock};
 
@@ -25,22 +26,41 @@ pub trait Format: Copy + Send + Sync + 'static {
     fn encode(self, delivery: &Delivery) -> String;
 }
 
-/// One post, serialised once, with its frames built lazily per format.
+/// What a change did to its post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// The post appeared (`newPost`).
+    Created,
+    /// The post changed (`postUpdated`).
+    Updated,
+    /// The post is gone (`postDeleted`).
+    Deleted,
+}
+
+/// One change, serialised once, with its frames built lazily per format.
 #[derive(Debug)]
 pub struct Delivery {
-    /// The post's id; the hub delivers in ascending id order.
-    pub id: u64,
-    /// The post as JSON (the HTTP API's representation).
-    pub post: Arc<str>,
+    /// The change's place in the one order of every change; the hub
+    /// delivers in ascending `seq`.
+    pub seq: u64,
+    /// The post it changed.
+    pub post_id: u64,
+    /// What it did.
+    pub kind: Kind,
+    /// The change as JSON: the `data` every transport's frame carries.
+    pub data: Arc<str>,
     frames: [OnceLock<Arc<str>>; MAX_FORMATS],
 }
 
 impl Delivery {
-    /// A delivery for post `id` whose JSON is `post`.
-    pub fn new(id: u64, post: impl Into<Arc<str>>) -> Arc<Self> {
+    /// A delivery of change `seq` to post `post_id`, whose frames carry
+    /// `data`.
+    pub fn new(seq: u64, post_id: u64, kind: Kind, data: impl Into<Arc<str>>) -> Arc<Self> {
         Arc::new(Self {
-            id,
-            post: post.into(),
+            seq,
+            post_id,
+            kind,
+            data: data.into(),
             frames: Default::default(),
         })
     }
@@ -50,10 +70,10 @@ impl Delivery {
         self.frames[format.slot()].get_or_init(|| format.encode(self).into())
     }
 
-    /// Bytes this delivery costs a connection's backlog: the post JSON plus
-    /// a little envelope.
+    /// Bytes this delivery costs a connection's backlog: the JSON plus a
+    /// little envelope.
     pub fn cost(&self) -> usize {
-        self.post.len() + 64
+        self.data.len() + 64
     }
 }
 
@@ -77,15 +97,15 @@ mod tests {
         fn encode(self, d: &Delivery) -> String {
             CALLS.fetch_add(1, Ordering::SeqCst);
             match self {
-                Test::Plain => format!("{}:{}", d.id, d.post),
-                Test::Tagged => format!("tag {}", d.id),
+                Test::Plain => format!("{}:{}", d.seq, d.data),
+                Test::Tagged => format!("tag {}", d.seq),
             }
         }
     }
 
     #[test]
     fn frame_is_built_once_per_format() {
-        let d = Delivery::new(7, "{}");
+        let d = Delivery::new(7, 7, Kind::Created, "{}");
         let a = d.frame(Test::Plain).clone();
         let b = d.frame(Test::Plain).clone();
         assert_eq!(&*a, "7:{}");

@@ -1,32 +1,26 @@
-//! The hub: the set of live connections and the fan-out of new posts.
+//! The hub: the set of live connections and the fan-out of changes.
 //!
 //! The hub never awaits a client. It hands each connection a pointer to the
 //! shared [`Delivery`] through the connection's mailbox after reserving room
 //! in that connection's backlog; a connection whose backlog is full is
 //! dropped from the set and told to close as a slow consumer.
 //!
-//! Posts reach the hub in any order (concurrent HTTP handlers race to send
-//! [`Broadcast`]) but leave it in id order: a post whose predecessors have
-//! not been broadcast yet pulls them from [`History`] first, and a post
-//! already broadcast that way is ignored when its own message arrives.
+//! Changes leave the hub in `seq` order. They normally arrive in that order
+//! too (livefeed's store broadcasts from its one writer thread), but a
+//! change whose predecessors have not been broadcast yet pulls them from
+//! [`History`] first, and a change already broadcast that way is ignored
+//! when its own message arrives.
 
 use crate::connection::{Backlog, Close, ConnectionConfig, ConnectionId, Control, Deliver};
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, Kind};
 use crate::metrics::Metrics;
+use crate::replay::{Head, History, Span};
 use async_trait::async_trait;
 use futures::channel::oneshot;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use xactor::{Actor, Context, Handler, Message, Sender};
-
-/// Read access to stored posts, for replay and for filling broadcast gaps.
-pub trait History: Send + Sync + 'static {
-    /// The newest stored post id, if any.
-    fn last_id(&self) -> anyhow::Result<Option<u64>>;
-    /// Up to `limit` stored posts with `after < id <= upto`, ascending.
-    fn after(&self, after: u64, upto: u64, limit: usize) -> anyhow::Result<Vec<Arc<Delivery>>>;
-}
 
 /// Hub settings.
 #[derive(Debug, Clone)]
@@ -46,9 +40,9 @@ impl Default for HubConfig {
     }
 }
 
-/// Registers a connection. Answers with the newest post id at that moment:
-/// every later post reaches the connection live, every earlier one is the
-/// connection's to replay if it wants to.
+/// Registers a connection. Answers where the feed stood at that moment:
+/// every later change reaches the connection live, every earlier one is
+/// the connection's to replay if it wants to.
 pub struct Join {
     /// The connection's id.
     pub id: ConnectionId,
@@ -57,12 +51,9 @@ pub struct Join {
     pub(crate) backlog: Arc<Backlog>,
 }
 
-/// The answer to [`Join`].
-#[derive(Debug, Clone, Copy)]
-pub struct Joined {
-    /// The newest post id when the connection joined.
-    pub last_post_id: Option<u64>,
-}
+/// The answer to [`Join`]: the newest change broadcast (and the newest
+/// post created) when the connection joined.
+pub type Joined = Head;
 
 impl Message for Join {
     type Result = Joined;
@@ -76,7 +67,7 @@ impl Message for Leave {
     type Result = ();
 }
 
-/// A stored post to fan out to every connection.
+/// A stored change to fan out to every connection.
 #[derive(Debug)]
 pub struct Broadcast(pub Arc<Delivery>);
 
@@ -101,7 +92,7 @@ impl Message for CloseAll {
     type Result = oneshot::Receiver<()>;
 }
 
-/// Asks for the hub's view: connections and the newest broadcast id.
+/// Asks for the hub's view: connections and the newest broadcast change.
 #[derive(Debug, Clone, Copy)]
 pub struct Stats;
 
@@ -110,8 +101,8 @@ pub struct Stats;
 pub struct HubStats {
     /// Connections registered.
     pub connections: usize,
-    /// The newest post id broadcast (or stored at start).
-    pub last_post_id: Option<u64>,
+    /// The newest change broadcast (or stored at start).
+    pub head: Head,
 }
 
 impl Message for Stats {
@@ -127,7 +118,7 @@ struct Entry {
 /// The hub actor.
 pub struct Hub {
     connections: HashMap<ConnectionId, Entry>,
-    last_id: Option<u64>,
+    head: Head,
     history: Arc<dyn History>,
     metrics: Arc<Metrics>,
     config: HubConfig,
@@ -136,7 +127,7 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub over `history`, whose newest post is the starting point.
+    /// A hub over `history`, whose newest change is the starting point.
     pub fn new(
         history: Arc<dyn History>,
         metrics: Arc<Metrics>,
@@ -144,7 +135,7 @@ impl Hub {
     ) -> anyhow::Result<Self> {
         Ok(Self {
             connections: HashMap::new(),
-            last_id: history.last_id()?,
+            head: history.head()?,
             history,
             metrics,
             config,
@@ -172,7 +163,10 @@ impl Hub {
         });
         Metrics::set(&self.metrics.connected, self.connections.len() as u64);
         Metrics::add(&self.metrics.posts_broadcast, 1);
-        self.last_id = Some(delivery.id);
+        self.head.seq = Some(delivery.seq);
+        if delivery.kind == Kind::Created {
+            self.head.post_id = Some(delivery.post_id);
+        }
     }
 
     fn check_drained(&mut self) {
@@ -207,9 +201,7 @@ impl Handler<Join> for Hub {
             self.connections.insert(join.id, entry);
             Metrics::set(&self.metrics.connected, self.connections.len() as u64);
         }
-        Joined {
-            last_post_id: self.last_id,
-        }
+        self.head
     }
 }
 
@@ -225,20 +217,26 @@ impl Handler<Leave> for Hub {
 #[async_trait]
 impl Handler<Broadcast> for Hub {
     async fn handle(&mut self, _ctx: &mut Context<Self>, Broadcast(delivery): Broadcast) {
-        let last = self.last_id.unwrap_or(0);
-        if delivery.id <= last && self.last_id.is_some() {
+        let last = self.head.seq.unwrap_or(0);
+        if delivery.seq <= last && self.head.seq.is_some() {
             return; // already delivered while filling a gap
         }
-        if delivery.id > last + 1 {
-            // Posts before this one are durable but their own broadcasts have
-            // not arrived yet: send them first so clients see id order.
-            match self.history.after(last, delivery.id - 1, usize::MAX) {
+        if delivery.seq > last + 1 {
+            // Changes before this one are durable but their own broadcasts
+            // have not arrived yet: send them first so clients see seq order.
+            let span = Span {
+                since: last,
+                from: last,
+                upto: delivery.seq - 1,
+                limit: usize::MAX,
+            };
+            match self.history.after(span) {
                 Ok(missing) => {
                     for earlier in &missing {
                         self.fan_out(earlier);
                     }
                 }
-                Err(e) => log::error!("hub: reading posts {last}..{} failed: {e}", delivery.id),
+                Err(e) => log::error!("hub: reading changes {last}..{} failed: {e}", delivery.seq),
             }
         }
         self.fan_out(&delivery);
@@ -277,7 +275,7 @@ impl Handler<Stats> for Hub {
     async fn handle(&mut self, _ctx: &mut Context<Self>, _: Stats) -> HubStats {
         HubStats {
             connections: self.connections.len(),
-            last_post_id: self.last_id,
+            head: self.head,
         }
     }
 }

@@ -1,19 +1,22 @@
 //! livefeed's actors: one [`Hub`] and one [`Connection`] per connected client.
 //!
-//! The hub keeps the set of live connections and fans every new post out to
-//! them, in post-id order, without ever waiting on a client. A connection
+//! The hub keeps the set of live connections and fans every change (a post
+//! created, edited or deleted) out to them, in one order (`seq`), without
+//! ever waiting on a client. A connection
 //! actor owns the only writer of its client's transport, applies the
 //! heartbeat policy and enforces the backlog bound that keeps a slow client
 //! from costing the server unbounded memory.
 //!
 //! Nothing here knows about HTTP, websockets or storage: a connection writes
-//! to an [`Outbound`] sink and the hub reads missed posts from a [`History`],
-//! so the crate's tests run hub and connections on in-memory sinks.
+//! to an [`Outbound`] sink and replays missed changes from a [`History`], so
+//! the crate's tests run hub and connections on in-memory sinks.
 //!
 //! Layout:
-//! - [`delivery`]: a post ready to fan out, encoded once per wire format;
+//! - [`delivery`]: a change ready to fan out, encoded once per wire format;
 //! - [`hub`]: the hub actor and its messages;
 //! - [`connection`]: the connection actor, the sink trait and close reasons;
+//! - [`replay`]: what a reconnecting client is sent (compaction), and an
+//!   in-memory history;
 //! - [`metrics`]: counters shared with the HTTP layer.
 
 #![forbid(unsafe_code)]
@@ -23,13 +26,13 @@ pub mod connection;
 pub mod delivery;
 pub mod hub;
 pub mod metrics;
+pub mod replay;
 
 pub use connection::{
     write_within, Close, Connection, ConnectionConfig, ConnectionId, Control, Deliver, Inbound,
     Link, Outbound,
 };
-pub use delivery::{Delivery, Format, MAX_FORMATS};
-pub use hub::{
-    Broadcast, CloseAll, History, Hub, HubConfig, HubStats, Join, Joined, Leave, Stats, Tick,
-};
+pub use delivery::{Delivery, Format, Kind, MAX_FORMATS};
+pub use hub::{Broadcast, CloseAll, Hub, HubConfig, HubStats, Join, Joined, Leave, Stats, Tick};
 pub use metrics::Metrics;
+pub use replay::{replayed, Head, History, MemoryHistory, Span};

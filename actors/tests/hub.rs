@@ -6,8 +6,8 @@ use async_std::future::timeout;
 use async_trait::async_trait;
 use futures::StreamExt;
 use livefeed_actors::{
-    Broadcast, Close, CloseAll, Connection, ConnectionConfig, ConnectionId, Delivery, Format,
-    History, Hub, HubConfig, Inbound, Link, Metrics, Outbound, Stats,
+    Broadcast, Close, CloseAll, Connection, ConnectionConfig, ConnectionId, Delivery, Format, Head,
+    History, Hub, HubConfig, Inbound, Joined, Kind, Link, Metrics, Outbound, Span, Stats,
 };
 use std::collections::BTreeMap;
 use std::io;
@@ -26,7 +26,7 @@ impl Format for Plain {
         0
     }
     fn encode(self, d: &Delivery) -> String {
-        format!("{}:{}", d.id, d.post)
+        format!("{}:{}", d.seq, d.data)
     }
 }
 
@@ -49,8 +49,8 @@ struct MemSink {
 
 #[async_trait]
 impl Outbound for MemSink {
-    async fn welcome(&mut self, _id: ConnectionId, last: Option<u64>) -> io::Result<()> {
-        self.events.send(Event::Welcome(last)).await.ok();
+    async fn welcome(&mut self, _id: ConnectionId, joined: Joined) -> io::Result<()> {
+        self.events.send(Event::Welcome(joined.seq)).await.ok();
         Ok(())
     }
     fn more_pending(&mut self, more: bool) {
@@ -61,8 +61,8 @@ impl Outbound for MemSink {
             gate.recv().await.ok();
         }
         let frame = delivery.frame(Plain);
-        assert!(frame.starts_with(&format!("{}:", delivery.id)));
-        self.events.send(Event::Post(delivery.id)).await.ok();
+        assert!(frame.starts_with(&format!("{}:", delivery.seq)));
+        self.events.send(Event::Post(delivery.seq)).await.ok();
         Ok(())
     }
     async fn ping(&mut self) -> io::Result<()> {
@@ -75,26 +75,35 @@ impl Outbound for MemSink {
     }
 }
 
+/// Created posts only, each at its own id (so seq = post id).
 #[derive(Default)]
 struct MemHistory(Mutex<BTreeMap<u64, Arc<Delivery>>>);
 
+fn created(id: u64) -> Arc<Delivery> {
+    Delivery::new(id, id, Kind::Created, format!("{{\"id\":{id}}}"))
+}
+
 impl MemHistory {
     fn store(&self, id: u64) -> Arc<Delivery> {
-        let d = Delivery::new(id, format!("{{\"id\":{id}}}"));
+        let d = created(id);
         self.0.lock().unwrap().insert(id, d.clone());
         d
     }
 }
 
 impl History for MemHistory {
-    fn last_id(&self) -> anyhow::Result<Option<u64>> {
-        Ok(self.0.lock().unwrap().keys().next_back().copied())
+    fn head(&self) -> anyhow::Result<Head> {
+        let last = self.0.lock().unwrap().keys().next_back().copied();
+        Ok(Head {
+            seq: last,
+            post_id: last,
+        })
     }
-    fn after(&self, after: u64, upto: u64, limit: usize) -> anyhow::Result<Vec<Arc<Delivery>>> {
+    fn after(&self, span: Span) -> anyhow::Result<Vec<Arc<Delivery>>> {
         let map = self.0.lock().unwrap();
         Ok(map
-            .range(after + 1..=upto)
-            .take(limit)
+            .range(span.from + 1..=span.upto)
+            .take(span.limit)
             .map(|(_, d)| d.clone())
             .collect())
     }
@@ -462,7 +471,7 @@ async fn write_only_peer_that_stops_reading_is_closed_as_slow() {
     let (rx, _addr) = w.connect(None, Some(gate_rx)).await;
     assert_eq!(next(&rx).await, Event::Welcome(None));
     for id in 1..=20 {
-        w.hub.send(Broadcast(Delivery::new(id, "{}"))).unwrap();
+        w.hub.send(Broadcast(created(id))).unwrap();
     }
     // A barrier: the hub has handled every broadcast (and kicked the
     // connection) before the stuck write is released.

@@ -131,23 +131,34 @@ impl Client {
         post: &serde_json::Value,
         token: Option<&str>,
     ) -> Result<String, ClientError> {
-        let mut request = self
-            .agent
-            .post(self.url("/posts"))
-            .header("Connection", "close")
-            .header("Content-Type", "application/json")
-            .header("Accept", "application/json");
-        if let Some(token) = token {
-            request = request.header("Authorization", format!("Bearer {token}"));
-        }
-        let response = request.send(post.to_string())?;
-        let status = response.status().as_u16();
-        let body = response.into_body().read_to_string()?;
-        if (200..300).contains(&status) {
-            Ok(body)
-        } else {
-            Err(ClientError::Status(ErrorResponse::parse(status, &body)))
-        }
+        let request = headers(self.agent.post(self.url("/posts")), token, None);
+        answer(request.send(post.to_string()))
+    }
+
+    /// `PATCH /posts/{id}` with the fields of `patch`, only if the post's
+    /// latest change is `if_match` when given; the edited post's JSON.
+    pub fn update_post(
+        &self,
+        id: u64,
+        patch: &serde_json::Value,
+        token: Option<&str>,
+        if_match: Option<u64>,
+    ) -> Result<String, ClientError> {
+        let url = self.url(&format!("/posts/{id}"));
+        let request = headers(self.agent.patch(url), token, if_match);
+        answer(request.send(patch.to_string()))
+    }
+
+    /// `DELETE /posts/{id}`, only if the post's latest change is
+    /// `if_match` when given.
+    pub fn delete_post(
+        &self,
+        id: u64,
+        token: Option<&str>,
+        if_match: Option<u64>,
+    ) -> Result<String, ClientError> {
+        let url = self.url(&format!("/posts/{id}"));
+        answer(headers(self.agent.delete(url), token, if_match).call())
     }
 
     /// Opens `GET /events`, resuming after `last_event_id` when given. A
@@ -182,6 +193,41 @@ impl Client {
             reader: BufReader::new(Box::new(response.into_body().into_reader())),
             parser: Parser::default(),
         })
+    }
+}
+
+/// The headers of every write: JSON both ways, the credential, the
+/// precondition, and one request per connection (a pooled connection
+/// could outlive the server it was made to, across a restart).
+fn headers<B>(
+    request: ureq::RequestBuilder<B>,
+    token: Option<&str>,
+    if_match: Option<u64>,
+) -> ureq::RequestBuilder<B> {
+    let mut request = request
+        .header("Connection", "close")
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json");
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    if let Some(seq) = if_match {
+        request = request.header("If-Match", format!("\"{seq}\""));
+    }
+    request
+}
+
+/// The body of a 2xx answer, else the API's error.
+fn answer(
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<String, ClientError> {
+    let response = response?;
+    let status = response.status().as_u16();
+    let body = response.into_body().read_to_string()?;
+    if (200..300).contains(&status) {
+        Ok(body)
+    } else {
+        Err(ClientError::Status(ErrorResponse::parse(status, &body)))
     }
 }
 

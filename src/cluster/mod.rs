@@ -29,8 +29,9 @@ pub mod resp;
 pub mod stream;
 pub mod tailer;
 
-use crate::feed::post::{timestamp, NewPost, Stored};
-use crate::feed::publish::{Health, Metric, PublishError, Publisher};
+use crate::feed::change::{Change, Stored};
+use crate::feed::post::{timestamp, NewPost, Patch};
+use crate::feed::publish::{Expect, Health, Metric, PublishError, Publisher};
 use crate::store::{Store, StoreError};
 use async_std::task::JoinHandle;
 use async_trait::async_trait;
@@ -54,7 +55,7 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// works at once. After that the 201 goes out anyway: the post is durable
 /// in Redis and will be applied when the tailer catches up.
 pub const APPLY_WAIT: Duration = Duration::from_secs(2);
-/// Most Redis connections used by concurrent creates at once; more creates
+/// Most Redis connections used by concurrent writes at once; more writes
 /// wait for one. (Redis makes concurrent appends share an AOF fsync.)
 pub const MAX_PUBLISH_CONNECTIONS: usize = 32;
 
@@ -66,8 +67,11 @@ pub struct Cluster {
     url: RedisUrl,
     stream: String,
     counter: String,
+    /// `<stream>:seq`: each post's latest seq.
+    latest: String,
     script_sha: String,
     pool: Pool,
+    store: Arc<Store>,
     tailer: Mutex<Option<(AbortHandle, JoinHandle<()>)>>,
 }
 
@@ -92,7 +96,7 @@ impl Cluster {
         hub: Addr<Hub>,
     ) -> Result<Arc<Self>, StoreError> {
         let progress = Arc::new(Progress::default());
-        let applied = store.last_id()?.unwrap_or(0);
+        let applied = store.head()?.seq.unwrap_or(0);
         progress.applied.store(applied, Ordering::SeqCst);
         progress.head.store(applied, Ordering::Relaxed);
         let script_sha = {
@@ -106,7 +110,9 @@ impl Cluster {
         let cluster = Arc::new(Self {
             progress,
             counter: format!("{stream}:id"),
+            latest: format!("{stream}:seq"),
             pool: Pool::new(url.clone()),
+            store: store.clone(),
             url,
             stream,
             script_sha,
@@ -151,18 +157,30 @@ impl Cluster {
         }
     }
 
-    /// Runs the append script on a pooled connection; returns the new id.
-    async fn append(&self, post: &str) -> Result<u64, PublishError> {
-        let unavailable = |e: RedisError| PublishError::Unavailable(e.to_string());
+    /// Runs the append script with `args` on a pooled connection; answers
+    /// the change's seq.
+    async fn append(&self, args: &[&str]) -> Result<u64, Appended> {
+        let result = self.run_script(args).await;
+        if let Err(Appended::Failed(_)) = &result {
+            self.progress.redis_errors.fetch_add(1, Ordering::Relaxed);
+            self.pool.clear();
+        }
+        result
+    }
+
+    async fn run_script(&self, args: &[&str]) -> Result<u64, Appended> {
+        let unavailable =
+            |e: RedisError| Appended::Failed(PublishError::Unavailable(e.to_string()));
         let _permit = self.pool.permit().await.map_err(unavailable)?;
         let mut conn = self.pool.get().await.map_err(unavailable)?;
         let run = |command: &str, script: &str| {
-            Cmd::new(command)
+            let cmd = Cmd::new(command)
                 .arg(script)
-                .arg("2")
+                .arg("3")
                 .arg(&self.stream)
                 .arg(&self.counter)
-                .arg(post)
+                .arg(&self.latest);
+            args.iter().fold(cmd, |cmd, arg| cmd.arg(arg))
         };
         let mut reply = conn
             .call(&run("EVALSHA", &self.script_sha), COMMAND_TIMEOUT)
@@ -174,17 +192,68 @@ impl Cluster {
                 .call(&run("EVAL", stream::APPEND_SCRIPT), COMMAND_TIMEOUT)
                 .await;
         }
-        let result = match reply {
-            Ok(Value::Int(id)) if id > 0 => Ok(id as u64),
-            Ok(other) => Err(PublishError::Uncertain(format!(
-                "unexpected reply to the append script: {other:?}"
-            ))),
-            Err(e) if e.is_reply() => Err(PublishError::Refused(e.to_string())),
-            Err(e) => Err(PublishError::Uncertain(e.to_string())),
-        };
         self.pool.put(conn);
-        result
+        match reply {
+            Ok(Value::Int(seq)) if seq > 0 => Ok(seq as u64),
+            Ok(other) => Err(Appended::Failed(PublishError::Uncertain(format!(
+                "unexpected reply to the append script: {other:?}"
+            )))),
+            Err(RedisError::Reply(m)) => Err(refusal(&m)),
+            Err(e) => Err(Appended::Failed(PublishError::Uncertain(e.to_string()))),
+        }
     }
+
+    /// Waits (up to [`APPLY_WAIT`]) for this node to apply change `seq`,
+    /// so that reading it back here works at once; the answer goes out
+    /// either way, the change being in the log.
+    async fn applied(&self, seq: u64) {
+        if !self.progress.wait_applied(seq, APPLY_WAIT).await {
+            log::warn!("change {seq} is in the log but not yet applied on this node after {APPLY_WAIT:?}; answering anyway");
+        }
+    }
+
+    fn check_replica(&self) -> Result<(), PublishError> {
+        match self.progress.diverged() {
+            Some(why) => Err(PublishError::Diverged(why)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Why the append script did not append.
+enum Appended {
+    /// It refused the change, or failed.
+    Failed(PublishError),
+}
+
+/// The script's error replies (Redis puts `ERR ` before an error reply
+/// that is one word).
+fn refusal(message: &str) -> Appended {
+    let message = message.strip_prefix("ERR ").unwrap_or(message);
+    let current = message
+        .strip_prefix("PRECONDITION")
+        .and_then(|rest| rest.trim().parse::<u64>().ok());
+    Appended::Failed(match (message, current) {
+        ("NOTFOUND", _) => PublishError::NotFound,
+        (_, Some(current)) => PublishError::Precondition { current },
+        _ => PublishError::Refused(message.to_owned()),
+    })
+}
+
+/// `If-Match` as the script takes it.
+fn expect_arg(expect: &Expect) -> String {
+    match expect {
+        Expect::Live => "*".to_owned(),
+        Expect::Seqs(seqs) => {
+            let seqs: Vec<String> = seqs.iter().map(u64::to_string).collect();
+            seqs.join(",")
+        }
+    }
+}
+
+fn failed(e: Appended) -> PublishError {
+    let Appended::Failed(e) = e;
+    e
 }
 
 #[async_trait]
@@ -193,20 +262,47 @@ impl Publisher for Cluster {
     /// call then waits (up to [`APPLY_WAIT`]) for this node to apply it, so
     /// that reading it back here works at once.
     async fn create(&self, post: NewPost) -> Result<Stored, PublishError> {
-        if let Some(why) = self.progress.diverged() {
-            return Err(PublishError::Diverged(why));
-        }
+        self.check_replica()?;
         let created_at = timestamp();
         let field = stream::encode_create(&post, &created_at);
-        let id = self.append(&field).await.inspect_err(|_| {
-            self.progress.redis_errors.fetch_add(1, Ordering::Relaxed);
-            self.pool.clear();
-        })?;
-        let stored = Stored::stamp(id, post, created_at);
-        if !self.progress.wait_applied(id, APPLY_WAIT).await {
-            log::warn!("post {id} is in the log but not yet applied on this node after {APPLY_WAIT:?}; answering anyway");
+        let seq = self.append(&["create", &field]).await.map_err(failed)?;
+        self.applied(seq).await;
+        Ok(stream::created(seq, &post, &created_at))
+    }
+
+    /// Appends the edit (the patch and its time) if the log's latest
+    /// change of the post is live and `expect` allows it; every replica
+    /// applies it to the post as it stands there, in the log's order. The
+    /// answer is the post as this node's replica built it.
+    async fn update(&self, id: u64, patch: Patch, expect: Expect) -> Result<Stored, PublishError> {
+        self.check_replica()?;
+        let (id_arg, at) = (id.to_string(), timestamp());
+        let patch_arg = stream::encode_patch(&patch);
+        let args = ["update", &id_arg, &expect_arg(&expect), &patch_arg, &at];
+        let seq = self.append(&args).await.map_err(failed)?;
+        if let Some(Change::Updated(stored)) = self.progress.wait_edit(seq, APPLY_WAIT).await {
+            return Ok(stored);
         }
-        Ok(stored)
+        // Not applied in time (or long ago): the edit is in the log all the
+        // same; answer with the post as it is here, patched.
+        log::warn!("change {seq} is in the log but not yet applied on this node after {APPLY_WAIT:?}; answering with this node's view");
+        let found = self
+            .store
+            .post(id)
+            .map_err(|e| PublishError::Storage(e.to_string()))?
+            .ok_or(PublishError::NotFound)?;
+        let post = serde_json::from_slice(&found.json)
+            .map_err(|e| PublishError::Storage(format!("post {id}: {e}")))?;
+        Ok(Stored::new(patch.apply(&post, at), seq))
+    }
+
+    async fn delete(&self, id: u64, expect: Expect) -> Result<u64, PublishError> {
+        self.check_replica()?;
+        let id_arg = id.to_string();
+        let args = ["delete", &id_arg, &expect_arg(&expect)];
+        let seq = self.append(&args).await.map_err(failed)?;
+        self.applied(seq).await;
+        Ok(seq)
     }
 
     fn health(&self) -> Health {
@@ -250,5 +346,32 @@ impl Publisher for Cluster {
                 u64::from(p.is_ready()),
             ),
         ]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_refusals() {
+        assert!(matches!(
+            refusal("ERR NOTFOUND"),
+            Appended::Failed(PublishError::NotFound)
+        ));
+        assert!(matches!(
+            refusal("NOTFOUND"),
+            Appended::Failed(PublishError::NotFound)
+        ));
+        assert!(matches!(
+            refusal("PRECONDITION 7"),
+            Appended::Failed(PublishError::Precondition { current: 7 })
+        ));
+        assert!(matches!(
+            refusal("ERR boom"),
+            Appended::Failed(PublishError::Refused(_))
+        ));
+        assert_eq!(expect_arg(&Expect::Seqs(vec![3, 5])), "3,5");
+        assert_eq!(expect_arg(&Expect::Live), "*");
     }
 }

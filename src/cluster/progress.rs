@@ -1,6 +1,7 @@
-//! Where this node's replica stands: applied and head ids, readiness,
-//! divergence, and the creates waiting for their post to be applied.
+//! Where this node's replica stands: applied and head seqs, readiness,
+//! divergence, and the writes waiting for their change to be applied.
 
+use crate::feed::change::Change;
 use crate::feed::publish::ClusterHealth;
 use futures::channel::oneshot;
 use std::collections::BTreeMap;
@@ -27,14 +28,33 @@ pub struct Progress {
     pub bad_entries: AtomicU64,
     /// Why the replica is refused, when it does not match the log.
     diverged: Mutex<Option<String>>,
-    /// Creates waiting for their post to be applied, by post id.
+    /// Writes waiting for their change to be applied, by seq.
     waiters: Mutex<BTreeMap<u64, Vec<oneshot::Sender<()>>>>,
+    /// The latest edits applied, by seq (at most [`RECENT_EDITS`]): what
+    /// an edit's answer shows.
+    recent: Mutex<BTreeMap<u64, Change>>,
 }
 
+/// How many applied edits [`Progress`] keeps for the writes waiting on
+/// them; one that is gone before its writer looks is read from the store
+/// instead.
+pub const RECENT_EDITS: usize = 1024;
+
 impl Progress {
-    /// Records that every entry up to `id` is applied and wakes the creates
-    /// waiting for them.
-    pub fn set_applied(&self, id: u64) {
+    /// Records that every entry up to `id` is applied, `changes` among
+    /// them, and wakes the writes waiting for them.
+    pub fn set_applied(&self, id: u64, changes: &[Change]) {
+        {
+            let mut recent = lock(&self.recent);
+            for change in changes {
+                if let Change::Updated(_) = change {
+                    recent.insert(change.seq(), change.clone());
+                }
+            }
+            while recent.len() > RECENT_EDITS {
+                recent.pop_first();
+            }
+        }
         // Stored before the waiters are taken: a waiter that registers after
         // the drain below sees the new value (see `wait_applied`).
         self.applied.store(id, Ordering::SeqCst);
@@ -65,6 +85,15 @@ impl Progress {
             async_std::future::timeout(limit, receiver).await,
             Ok(Ok(()))
         )
+    }
+
+    /// Waits (at most `limit`) until the edit with `seq` is applied; the
+    /// post it made, if it is still at hand.
+    pub async fn wait_edit(&self, seq: u64, limit: Duration) -> Option<Change> {
+        if !self.wait_applied(seq, limit).await {
+            return None;
+        }
+        lock(&self.recent).get(&seq).cloned()
     }
 
     /// Why the replica is refused, if it is.
@@ -138,7 +167,7 @@ mod tests {
     #[async_std::test]
     async fn waiters_wake_when_their_post_is_applied() {
         let p = Arc::new(Progress::default());
-        p.set_applied(3);
+        p.set_applied(3, &[]);
         assert!(p.wait_applied(2, Duration::from_millis(1)).await);
         let waiter = {
             let p = p.clone();
@@ -146,7 +175,7 @@ mod tests {
         };
         let late = p.wait_applied(9, Duration::from_millis(10)).await;
         assert!(!late);
-        p.set_applied(6);
+        p.set_applied(6, &[]);
         assert!(waiter.await);
         assert_eq!(lock(&p.waiters).len(), 1, "only the waiter for 9 is left");
     }

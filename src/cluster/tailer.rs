@@ -17,7 +17,7 @@
 
 use super::resp::{Cmd, Conn, RedisError, Value};
 use super::{stream, Cluster, COMMAND_TIMEOUT, CONNECT_TIMEOUT};
-use crate::feed::post::Stored;
+use crate::feed::change::Logged;
 use crate::net::backoff::Backoff;
 use crate::store::{Store, StoreError};
 use livefeed_actors::{Hub, Stats};
@@ -51,11 +51,12 @@ enum TailError {
     Diverged(String),
 }
 
-/// A stream entry: its id and the post it carries (if it is one).
+/// A stream entry: its id, its seq and the change it carries (if it is
+/// one).
 struct Entry {
     id: String,
-    post_id: u64,
-    post: Result<Stored, String>,
+    seq: u64,
+    change: Result<Logged, String>,
 }
 
 /// The replication task of one node.
@@ -63,8 +64,8 @@ pub(crate) struct Tailer {
     cluster: Arc<Cluster>,
     store: Arc<Store>,
     hub: Addr<Hub>,
-    /// The exact id of the last entry read (`<post id>-0` for entries the
-    /// create script wrote).
+    /// The exact id of the last entry read (`<seq>-0` for entries the
+    /// append script wrote).
     cursor: String,
     /// The stream head when the node first reached Redis: readiness means
     /// having applied at least that far.
@@ -186,12 +187,12 @@ impl Tailer {
         let Some(last) = entries.last() else {
             return Ok(());
         };
-        let (cursor, last_id) = (last.id.clone(), last.post_id);
+        let (cursor, last_seq) = (last.id.clone(), last.seq);
         let progress = &self.cluster.progress;
-        let mut posts = Vec::with_capacity(entries.len());
+        let mut changes = Vec::with_capacity(entries.len());
         for entry in entries {
-            match entry.post {
-                Ok(post) => posts.push(post),
+            match entry.change {
+                Ok(change) => changes.push(change),
                 Err(why) => {
                     progress.bad_entries.fetch_add(1, Ordering::Relaxed);
                     log::error!(
@@ -202,9 +203,10 @@ impl Tailer {
                 }
             }
         }
-        self.store.apply(posts).await?;
+        let applied = self.store.apply(changes).await?;
         self.cursor = cursor;
-        progress.set_applied(last_id.max(progress.applied.load(Ordering::SeqCst)));
+        let upto = last_seq.max(progress.applied.load(Ordering::SeqCst));
+        progress.set_applied(upto, &applied);
         Ok(())
     }
 
@@ -212,7 +214,7 @@ impl Tailer {
         let progress = &self.cluster.progress;
         let applied = progress.applied.load(Ordering::SeqCst);
         if (caught_up || applied >= start_head) && !progress.ready.swap(true, Ordering::Relaxed) {
-            log::info!("cluster: caught up with the stream at post {applied}; ready");
+            log::info!("cluster: caught up with the stream at change {applied}; ready");
         }
     }
 
@@ -225,12 +227,13 @@ impl Tailer {
             .arg("COUNT")
             .arg("1");
         let entries = parse_entries(conn.call(&newest, COMMAND_TIMEOUT).await?)?;
-        Ok(entries.last().map_or(0, |e| e.post_id))
+        Ok(entries.last().map_or(0, |e| e.seq))
     }
 
-    /// Checks that the stream still holds this node's newest post, unchanged.
+    /// Checks that the stream still holds this node's newest change, the
+    /// same as here.
     async fn check_resume_point(&self, conn: &mut Conn) -> Result<(), TailError> {
-        let Some(local) = self.store.last_id()? else {
+        let Some(local) = self.store.head()?.seq else {
             return Ok(());
         };
         let id = format!("{local}-0");
@@ -242,22 +245,31 @@ impl Tailer {
         let stream = &self.cluster.stream;
         let Some(remote) = found.into_iter().next() else {
             return Err(TailError::Diverged(format!(
-                "this node holds post {local} but stream {stream} has no such entry: Redis lost \
-                 acknowledged writes, or the data dir belongs to another feed; start this node \
-                 on an empty data dir to rebuild it from the stream"
+                "this node holds change {local} but stream {stream} has no such entry: Redis \
+                 lost acknowledged writes, or the data dir belongs to another feed; start this \
+                 node on an empty data dir to rebuild it from the stream"
             )));
         };
-        let local_json = self.store.get(local)?;
-        let same = match (&remote.post, &local_json) {
-            (Ok(remote), Some(local)) => remote.json.as_bytes() == &local[..],
-            _ => false,
+        let same = match &remote.change {
+            Ok(logged) => {
+                let here = self.store.post(logged.post_id())?;
+                match (logged, here) {
+                    (Logged::Created(remote), Some(here)) => {
+                        here.seq == local && remote.json.as_bytes() == &here.json[..]
+                    }
+                    (Logged::Updated { .. }, Some(here)) => here.seq == local,
+                    (Logged::Deleted { .. }, None) => true,
+                    _ => false,
+                }
+            }
+            Err(_) => false,
         };
         if same {
             Ok(())
         } else {
             Err(TailError::Diverged(format!(
-                "post {local} differs between this node and stream {stream}: the data dir \
-                 belongs to another feed, or Redis lost writes and reused the id; start this \
+                "change {local} differs between this node and stream {stream}: the data dir \
+                 belongs to another feed, or Redis lost writes and reused the seq; start this \
                  node on an empty data dir to rebuild it from the stream"
             )))
         }
@@ -293,34 +305,26 @@ fn parse_entry(entry: Value) -> Result<Entry, RedisError> {
                 .map(|b| String::from_utf8_lossy(b).into_owned())
         })
         .ok_or_else(|| protocol("no id"))?;
-    let post_id = id
+    let seq = id
         .split('-')
         .next()
         .and_then(|ms| ms.parse::<u64>().ok())
         .ok_or_else(|| protocol("bad id"))?;
     let fields = parts.next().ok_or_else(|| protocol("no fields"))?;
-    let mut fields = fields.into_array()?.into_iter();
-    let (mut op, mut body) = (None, None);
-    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-        match name.as_bytes() {
-            Some(b"op") => op = Some(value),
-            Some(b"post") => body = Some(value),
-            _ => {}
+    let values = fields.into_array()?;
+    let mut fields = stream::Fields::default();
+    for pair in values.chunks(2) {
+        let [name, value] = pair else { break };
+        if let Some(name) = name.as_bytes() {
+            fields.set(name, value.as_bytes());
         }
     }
-    let post = if !id.ends_with("-0") {
-        Err("not written by livefeed (sequence part is not 0)".to_owned())
+    let change = if id.ends_with("-0") {
+        stream::decode(seq, &fields)
     } else {
-        match &body {
-            None => Err("the entry has no `post` field".to_owned()),
-            Some(body) => stream::decode(
-                post_id,
-                op.as_ref().and_then(Value::as_bytes),
-                body.as_bytes().unwrap_or_default(),
-            ),
-        }
+        Err("not written by livefeed (sequence part is not 0)".to_owned())
     };
-    Ok(Entry { id, post_id, post })
+    Ok(Entry { id, seq, change })
 }
 
 #[cfg(test)]
@@ -345,7 +349,11 @@ mod tests {
     const POST_7: &str = r#"{"id":7,"title":"t","content":"c","author":null,"createdAt":"2026-01-01T00:00:00.000Z"}"#;
 
     #[test]
-    fn reads_posts_from_an_xread_reply() {
+    fn reads_changes_from_an_xread_reply() {
+        let delete = Value::Array(vec![
+            bulk("11-0"),
+            Value::Array(vec![bulk("op"), bulk("delete"), bulk("id"), bulk("10")]),
+        ]);
         let reply = Value::Array(vec![Value::Array(vec![
             bulk("livefeed:posts"),
             Value::Array(vec![
@@ -353,19 +361,27 @@ mod tests {
                 entry("8-0", "{}"),
                 entry("9-1", POST_7),
                 create_entry("10-0", NEW),
+                delete,
             ]),
         ])]);
         let entries = parse_xread(reply).unwrap();
-        assert_eq!(entries.len(), 4);
-        let created = entries[3].post.as_ref().unwrap();
-        assert_eq!(created.post.id, 10);
+        assert_eq!(entries.len(), 5);
+        let Ok(Logged::Created(created)) = &entries[3].change else {
+            panic!("a create: {:?}", entries[3].change);
+        };
+        assert_eq!((created.post.id, created.seq), (10, 10));
         assert_eq!(created.post.title, "n");
-        let first = entries[0].post.as_ref().unwrap();
-        assert_eq!((first.post.id, &*first.json), (7, POST_7));
-        assert!(entries[1].post.is_err(), "not a post");
-        assert!(entries[2].post.is_err(), "not livefeed's");
-        assert_eq!(entries[2].id, "9-1");
-        assert_eq!(entries[2].post_id, 9);
+        let Ok(Logged::Created(first)) = &entries[0].change else {
+            panic!("a create: {:?}", entries[0].change);
+        };
+        assert_eq!((first.post.id, first.post.title.as_str()), (7, "t"));
+        assert!(entries[1].change.is_err(), "not a post");
+        assert!(entries[2].change.is_err(), "not livefeed's");
+        assert_eq!((entries[2].id.as_str(), entries[2].seq), ("9-1", 9));
+        assert_eq!(
+            entries[4].change.as_ref().unwrap(),
+            &Logged::Deleted { id: 10, seq: 11 }
+        );
         assert!(parse_xread(Value::Nil).unwrap().is_empty());
     }
 
@@ -373,6 +389,6 @@ mod tests {
     fn an_entry_must_carry_its_own_post() {
         let reply = Value::Array(vec![entry("8-0", POST_7)]);
         let entries = parse_entries(reply).unwrap();
-        assert!(entries[0].post.as_ref().unwrap_err().contains("post 7"));
+        assert!(entries[0].change.as_ref().unwrap_err().contains("post 7"));
     }
 }

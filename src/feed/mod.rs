@@ -4,7 +4,8 @@
 //! transports through [`service`] and the actors' `Outbound`.
 //!
 //! Layout:
-//! - [`post`]: the post, a new post's validation, stamping;
+//! - [`post`]: the post, and the validation of a new post and of an edit;
+//! - [`change`]: changes (create, edit, delete) and their one order;
 //! - [`wire`]: every frame of every transport;
 //! - [`publish`]: the publish seam (local store or cluster log), reads,
 //!   health and metrics as data;
@@ -12,10 +13,12 @@
 //! - [`service`]: [`Feed`]: create, read, admit and attach push clients.
 
 pub mod access;
+pub mod change;
 pub mod post;
 pub mod publish;
 pub mod service;
 pub mod wire;
 
-pub use post::{NewPost, Post, Stored};
+pub use change::{Change, Logged, Stored};
+pub use post::{NewPost, Patch, Post};
 pub use service::{Feed, FeedError, Liveness, Ticket};

@@ -1,36 +1,76 @@
 //! The publish seam: where a new post goes to become durable and ordered.
 //!
 //! One [`Publisher`] is chosen at startup: the local sled store (a single
-//! server), or the Redis log shared by a cluster. Either way the post is
-//! stamped by [`Stored::stamp`] and, once durable in this node's store,
-//! broadcast by the store's commit hook in id order; the publisher only
-//! answers when the post is durable. Each publisher reports its health and
-//! metrics as data, which the HTTP layer renders.
+//! server), or the Redis log shared by a cluster. Either way each change
+//! takes the next seq in one order for everybody and, once durable in this
+//! node's store, is broadcast by the store's commit hook in seq order; the
+//! publisher only answers when the change is durable. Each publisher
+//! reports its health and metrics as data, which the HTTP layer renders.
 
-use super::post::{NewPost, Stored};
+use super::change::Stored;
+use super::post::{NewPost, Patch};
 use async_trait::async_trait;
+use livefeed_actors::Head;
 
-/// Where creates go.
+/// Where changes go.
 #[async_trait]
 pub trait Publisher: Send + Sync + 'static {
-    /// Makes `post` durable and gives it the next id. `Ok` means it is on
-    /// disk (or, in cluster mode, in the fsynced shared log).
+    /// Makes `post` durable and gives it the next seq, which is its id.
+    /// `Ok` means it is on disk (or, in cluster mode, in the fsynced
+    /// shared log).
     async fn create(&self, post: NewPost) -> Result<Stored, PublishError>;
+    /// Edits post `id` if it is live and `expect` allows its latest seq;
+    /// answers the post as edited.
+    async fn update(&self, id: u64, patch: Patch, expect: Expect) -> Result<Stored, PublishError>;
+    /// Deletes post `id` if it is live and `expect` allows its latest seq;
+    /// answers the delete's seq.
+    async fn delete(&self, id: u64, expect: Expect) -> Result<u64, PublishError>;
     /// Whether this node should get traffic, and why not.
     fn health(&self) -> Health;
     /// This publisher's own metrics, appended to `out`.
     fn metrics(&self, out: &mut Vec<Metric>);
 }
 
+/// What an edit or a delete requires of the post (`If-Match`): it must be
+/// live either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// Any live post (no `If-Match`, or `If-Match: *`).
+    Live,
+    /// A live post whose latest change is one of these seqs.
+    Seqs(Vec<u64>),
+}
+
+impl Expect {
+    /// Whether a live post whose latest change is `seq` qualifies.
+    pub fn allows(&self, seq: u64) -> bool {
+        match self {
+            Expect::Live => true,
+            Expect::Seqs(seqs) => seqs.contains(&seq),
+        }
+    }
+}
+
 /// Read access to stored posts: this node's store, in every mode.
 pub trait Posts: Send + Sync + 'static {
-    /// The post with `id`, as JSON.
-    fn get(&self, id: u64) -> Result<Option<Vec<u8>>, StorageError>;
-    /// Up to `limit` posts with ids below `before` (all when `None`),
+    /// The live post with `id`.
+    fn get(&self, id: u64) -> Result<Option<Found>, StorageError>;
+    /// Up to `limit` live posts with ids below `before` (all when `None`),
     /// newest first.
     fn page(&self, before: Option<u64>, limit: usize) -> Result<Page, StorageError>;
-    /// The newest post id.
-    fn last_id(&self) -> Result<Option<u64>, StorageError>;
+    /// The newest change's seq and the newest post's id.
+    fn head(&self) -> Result<Head, StorageError>;
+}
+
+/// A live post as read from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The seq of its latest change (its `ETag`).
+    pub seq: u64,
+    /// Its feed.
+    pub feed: String,
+    /// Its JSON.
+    pub json: Vec<u8>,
 }
 
 /// A page of posts, newest first.
@@ -47,10 +87,19 @@ pub struct Page {
 #[error("{0}")]
 pub struct StorageError(pub String);
 
-/// Why a post could not be made durable. Nothing was stored, unless the
-/// variant says it may have been. The texts are for the log.
+/// Why a change could not be made. Nothing was stored, unless the variant
+/// says it may have been. The texts are for the log.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
+    /// No such post, or it is deleted.
+    #[error("no such post")]
+    NotFound,
+    /// `If-Match` names another seq than the post's latest.
+    #[error("the post's latest change is {current}")]
+    Precondition {
+        /// The post's latest seq.
+        current: u64,
+    },
     /// The local store could not take the write.
     #[error("storage failed: {0}")]
     Storage(String),

@@ -1,7 +1,8 @@
 //! The feed service: the use cases every transport shares.
 //!
-//! - [`Feed::create`] checks the publish credential, validates the post and
-//!   hands it to the [`Publisher`];
+//! - [`Feed::create`], [`Feed::update`] and [`Feed::delete`] check the
+//!   publish credential, validate the request and hand it to the
+//!   [`Publisher`];
 //! - [`Feed::admit`] and [`Ticket::attach`] let a push client in: admission
 //!   against `--max-connections` with a [`Permit`] that lives exactly as
 //!   long as the client's connection actor (it is dropped with the actor,
@@ -13,12 +14,16 @@
 //! wire format.
 
 use super::access::{Access, Denied};
-use super::post::{Invalid, NewPost, Stored};
-use super::publish::{Health, Metric, Page, Posts, PublishError, Publisher, StorageError};
+use super::change::{Change, Stored};
+use super::post::{Invalid, NewPost, Patch};
+use super::publish::{
+    Expect, Found, Health, Metric, Page, Posts, PublishError, Publisher, StorageError,
+};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use livefeed_actors::{
-    Broadcast, Close, Connection, ConnectionId, Delivery, Hub, Inbound, Link, Metrics, Outbound,
+    Broadcast, Close, Connection, ConnectionId, Delivery, Hub, Inbound, Joined, Link, Metrics,
+    Outbound,
 };
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -39,7 +44,8 @@ pub enum FeedError {
     /// The server is at `--max-connections`.
     #[error("too many connections")]
     TooManyConnections,
-    /// The post could not be made durable.
+    /// The change could not be made (no such post, `If-Match` failed, or
+    /// it could not be made durable).
     #[error(transparent)]
     Publish(#[from] PublishError),
     /// Reading the store failed.
@@ -70,6 +76,8 @@ pub struct Feed {
     admitted: Arc<AtomicUsize>,
     next_connection: AtomicU64,
     created: AtomicU64,
+    updated: AtomicU64,
+    deleted: AtomicU64,
     rejected: AtomicU64,
 }
 
@@ -101,6 +109,8 @@ impl Feed {
             admitted: Arc::default(),
             next_connection: AtomicU64::new(1),
             created: AtomicU64::new(0),
+            updated: AtomicU64::new(0),
+            deleted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
         })
     }
@@ -116,21 +126,69 @@ impl Feed {
             Ok(self.publisher.create(post).await?)
         }
         .await;
+        self.count(&self.created, result)
+    }
+
+    /// Edits post `id` with the fields of `body`, if `expect` allows its
+    /// latest change.
+    pub async fn update(
+        &self,
+        credential: Option<&str>,
+        id: u64,
+        body: &[u8],
+        expect: Expect,
+    ) -> Result<Stored, FeedError> {
+        let result = async {
+            self.access.may_publish(credential)?;
+            let patch = Patch::from_json(body)?;
+            Ok(self.publisher.update(id, patch, expect).await?)
+        }
+        .await;
+        self.count(&self.updated, result)
+    }
+
+    /// Deletes post `id`, if `expect` allows its latest change.
+    pub async fn delete(
+        &self,
+        credential: Option<&str>,
+        id: u64,
+        expect: Expect,
+    ) -> Result<(), FeedError> {
+        let result = async {
+            self.access.may_publish(credential)?;
+            self.publisher.delete(id, expect).await?;
+            Ok(())
+        }
+        .await;
+        self.count(&self.deleted, result)
+    }
+
+    /// Checks a publish credential before a transport's own parsing, so a
+    /// client without one learns that first (a refusal is counted).
+    pub fn may_publish(&self, credential: Option<&str>) -> Result<(), FeedError> {
+        self.access
+            .may_publish(credential)
+            .map_err(FeedError::from)
+            .inspect_err(|_| self.reject())
+    }
+
+    /// Counts a write that succeeded in `done`, or a refused one.
+    fn count<T>(&self, done: &AtomicU64, result: Result<T, FeedError>) -> Result<T, FeedError> {
         match &result {
-            Ok(_) => self.created.fetch_add(1, Ordering::Relaxed),
+            Ok(_) => done.fetch_add(1, Ordering::Relaxed),
             Err(_) => self.rejected.fetch_add(1, Ordering::Relaxed),
         };
         result
     }
 
-    /// Counts a create refused before it reached [`create`](Self::create)
-    /// (a transport's own checks: body size, media type).
+    /// Counts a write refused before it reached the feed (a transport's own
+    /// checks: body size, media type, a malformed id).
     pub fn reject(&self) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The post with `id`, as JSON.
-    pub fn get(&self, id: u64) -> Result<Option<Vec<u8>>, FeedError> {
+    /// The live post with `id`.
+    pub fn get(&self, id: u64) -> Result<Option<Found>, FeedError> {
         Ok(self.posts.get(id)?)
     }
 
@@ -171,7 +229,7 @@ impl Feed {
     /// Every metric of the feed, its connections and its publisher.
     pub fn metrics(&self) -> Vec<Metric> {
         let m = &self.link.metrics;
-        let last = self.posts.last_id().ok().flatten().unwrap_or(0);
+        let head = self.posts.head().unwrap_or_default();
         let mut out = vec![
             // The hub's count (clients registered for broadcasts), which
             // drops in the same step that closes a slow consumer; the
@@ -197,18 +255,28 @@ impl Feed {
                 self.created.load(Ordering::Relaxed),
             ),
             Metric::counter(
+                "livefeed_posts_updated_total",
+                "Posts edited.",
+                self.updated.load(Ordering::Relaxed),
+            ),
+            Metric::counter(
+                "livefeed_posts_deleted_total",
+                "Posts deleted.",
+                self.deleted.load(Ordering::Relaxed),
+            ),
+            Metric::counter(
                 "livefeed_posts_rejected_total",
-                "Create requests refused with an error.",
+                "Create, edit and delete requests refused with an error.",
                 self.rejected.load(Ordering::Relaxed),
             ),
             Metric::counter(
                 "livefeed_posts_broadcast_total",
-                "Posts fanned out by the hub.",
+                "Changes (creates, edits, deletes) fanned out by the hub.",
                 Metrics::get(&m.posts_broadcast),
             ),
             Metric::counter(
                 "livefeed_frames_delivered_total",
-                "Post frames written to clients, live and replayed.",
+                "Change frames written to clients, live and replayed.",
                 Metrics::get(&m.frames_delivered),
             ),
             Metric::counter(
@@ -221,20 +289,28 @@ impl Feed {
                 "Clients closed for not answering heartbeats.",
                 Metrics::get(&m.heartbeat_timeouts),
             ),
-            Metric::gauge("livefeed_last_post_id", "The newest stored post id.", last),
+            Metric::gauge(
+                "livefeed_last_post_id",
+                "The newest stored post id.",
+                head.post_id.unwrap_or(0),
+            ),
+            Metric::gauge(
+                "livefeed_last_seq",
+                "The seq of the newest stored change.",
+                head.seq.unwrap_or(0),
+            ),
         ];
         self.publisher.metrics(&mut out);
         out
     }
 }
 
-/// Sends every post of a committed batch to the hub, in order: the store's
-/// commit hook, called after the batch is on disk. A hub that is gone only
-/// means nobody is listening.
-pub fn broadcast(hub: &Addr<Hub>, committed: &[Stored]) {
-    for stored in committed {
-        let delivery = Delivery::new(stored.post.id, stored.json.clone());
-        hub.send(Broadcast(delivery)).ok();
+/// Sends every change of a committed batch to the hub, in order: the
+/// store's commit hook, called after the batch is on disk. A hub that is
+/// gone only means nobody is listening.
+pub fn broadcast(hub: &Addr<Hub>, committed: &[Change]) {
+    for change in committed {
+        hub.send(Broadcast(change.delivery())).ok();
     }
 }
 
@@ -265,8 +341,9 @@ impl Ticket {
     }
 
     /// Starts the client's connection actor: it joins the hub, sends the
-    /// welcome, replays posts after `since` when given, then writes every
-    /// new post to `sink` until `inbound` ends or the hub drops it. The
+    /// welcome, replays the changes after `since` when given (compacted),
+    /// then writes every change to `sink` until `inbound` ends or the hub
+    /// drops it. The
     /// permit lives inside the actor, so it is given back exactly when the
     /// actor is gone.
     pub fn attach<S: Outbound>(
@@ -306,8 +383,8 @@ struct Admitted<S> {
 
 #[async_trait]
 impl<S: Outbound> Outbound for Admitted<S> {
-    async fn welcome(&mut self, id: ConnectionId, last_post_id: Option<u64>) -> io::Result<()> {
-        self.sink.welcome(id, last_post_id).await
+    async fn welcome(&mut self, id: ConnectionId, joined: Joined) -> io::Result<()> {
+        self.sink.welcome(id, joined).await
     }
 
     async fn deliver(&mut self, delivery: &Delivery) -> io::Result<()> {

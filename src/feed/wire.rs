@@ -1,19 +1,22 @@
 //! Every frame livefeed pushes, for every transport, in one place.
 //!
-//! A post's frames are built from its JSON, which is serialised once when
-//! the post is stored; each transport's envelope around it is built once
-//! per post and shared by every client of that transport (see
+//! A change's `data` is serialised once when it is stored
+//! ([`post_data`], [`deleted_data`]); each transport's envelope around it is
+//! built once per change and shared by every client of that transport (see
 //! [`Delivery::frame`]). [`Wire`] is the key of that cache: one variant per
 //! format, so two formats can never share an entry.
 //!
-//! | transport | frame of a post |
+//! | transport | frame of a change |
 //! | --- | --- |
-//! | `/ws` | `{"event":"newPost","data":{"post":…}}` |
-//! | `/events` | `id: <id>` `event: newPost` `data: {"post":…}` |
-//! | Socket.IO, recovery on | `42["newPost",{"post":…},"<id>"]` |
-//! | Socket.IO, recovery off | `42["newPost",{"post":…}]` |
+//! | `/ws` | `{"event":"<event>","data":<data>}` |
+//! | `/events` | `id: <seq>` `event: <event>` `data: <data>` |
+//! | Socket.IO, recovery on | `42["<event>",<data>,"<seq>"]` |
+//! | Socket.IO, recovery off | `42["<event>",<data>]` |
+//!
+//! where `<event>` is `newPost`, `postUpdated` or `postDeleted`, and
+//! `<data>` is `{"post":{…},"seq":N}` or, for a delete, `{"id":ID,"seq":N}`.
 
-use livefeed_actors::{ConnectionId, Delivery, Format, MAX_FORMATS};
+use livefeed_actors::{ConnectionId, Delivery, Format, Head, Kind, MAX_FORMATS};
 
 /// The reconnection delay suggested to Server-Sent Events clients
 /// (`retry:`), in milliseconds.
@@ -23,7 +26,26 @@ pub const SSE_RETRY_MS: u64 = 3000;
 /// parser.
 pub const SSE_PING: &str = ": ping\n\n";
 
-/// A post's wire formats: the keys of [`Delivery`]'s frame cache.
+/// The event every transport names a change with.
+pub fn event(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Created => "newPost",
+        Kind::Updated => "postUpdated",
+        Kind::Deleted => "postDeleted",
+    }
+}
+
+/// The `data` of a created or edited post: `{"post":…,"seq":N}`.
+pub fn post_data(post_json: &str, seq: u64) -> String {
+    format!(r#"{{"post":{post_json},"seq":{seq}}}"#)
+}
+
+/// The `data` of a deleted post: `{"id":ID,"seq":N}`.
+pub fn deleted_data(id: u64, seq: u64) -> String {
+    format!(r#"{{"id":{id},"seq":{seq}}}"#)
+}
+
+/// A change's wire formats: the keys of [`Delivery`]'s frame cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {
     /// `/ws`.
@@ -50,53 +72,41 @@ impl Format for Wire {
         self as usize
     }
 
-    fn encode(self, delivery: &Delivery) -> String {
-        let post = &*delivery.post;
-        let id = delivery.id;
+    fn encode(self, d: &Delivery) -> String {
+        let (event, data, seq) = (event(d.kind), &*d.data, d.seq);
         match self {
-            Wire::Ws => {
-                let mut frame = String::with_capacity(post.len() + 36);
-                frame.push_str(r#"{"event":"newPost","data":{"post":"#);
-                frame.push_str(post);
-                frame.push_str("}}");
-                frame
-            }
-            Wire::Sse => {
-                let mut frame = String::with_capacity(post.len() + 48);
-                frame.push_str("id: ");
-                frame.push_str(&id.to_string());
-                frame.push_str("\nevent: newPost\ndata: {\"post\":");
-                // serde_json escapes line breaks inside strings: the post is
-                // one line.
-                frame.push_str(post);
-                frame.push_str("}\n\n");
-                frame
-            }
-            Wire::SocketIo => format!("42[\"newPost\",{{\"post\":{post}}},\"{id}\"]"),
-            Wire::SocketIoPlain => format!("42[\"newPost\",{{\"post\":{post}}}]"),
+            Wire::Ws => format!(r#"{{"event":"{event}","data":{data}}}"#),
+            // serde_json escapes line breaks inside strings: the data is one
+            // line.
+            Wire::Sse => format!("id: {seq}\nevent: {event}\ndata: {data}\n\n"),
+            Wire::SocketIo => format!(r#"42["{event}",{data},"{seq}"]"#),
+            Wire::SocketIoPlain => format!(r#"42["{event}",{data}]"#),
         }
     }
 }
 
-/// The `/ws` welcome: the connection's id and the newest post id when it
-/// joined (`null` on an empty feed).
-pub fn ws_welcome(id: ConnectionId, last_post_id: Option<u64>) -> String {
+/// The `/ws` welcome: the connection's id, and where the feed stood when
+/// it joined: the newest post's id and the newest change's seq (`null` on
+/// an empty feed).
+pub fn ws_welcome(id: ConnectionId, joined: Head) -> String {
     format!(
-        r#"{{"event":"welcome","data":{{"connectionId":"c{id}","lastPostId":{}}}}}"#,
-        json_id(last_post_id)
+        r#"{{"event":"welcome","data":{{"connectionId":"c{id}","lastPostId":{},"lastSeq":{}}}}}"#,
+        json_u64(joined.post_id),
+        json_u64(joined.seq),
     )
 }
 
 /// The first block of an event stream. A live-only subscriber is told
-/// where live starts with a bare `id:` field: no event is dispatched, but
-/// `EventSource` records it and sends it back as `Last-Event-ID` if it has
-/// to reconnect before the first post, so that gap is replayed too. A
-/// subscriber that asked for a replay already knows its position.
-pub fn sse_hello(replaying: bool, last_post_id: Option<u64>) -> String {
+/// where live starts with a bare `id:` field (the newest seq): no event is
+/// dispatched, but `EventSource` records it and sends it back as
+/// `Last-Event-ID` if it has to reconnect before the first change, so that
+/// gap is replayed too. A subscriber that asked for a replay already knows
+/// its position.
+pub fn sse_hello(replaying: bool, joined: Head) -> String {
     if replaying {
         format!("retry: {SSE_RETRY_MS}\n\n")
     } else {
-        let last = last_post_id.unwrap_or(0);
+        let last = joined.seq.unwrap_or(0);
         format!("retry: {SSE_RETRY_MS}\nid: {last}\n\n")
     }
 }
@@ -106,13 +116,19 @@ pub fn sse_closed(reason: &str, code: u16) -> String {
     format!(": closed: {reason} ({code})\n\n")
 }
 
-/// The success payload of a Socket.IO `createPost` ack: `{"post":…}`.
-pub fn created_ack(post_json: &str) -> String {
+/// The success payload of a Socket.IO `createPost` or `updatePost` ack:
+/// `{"post":…}`.
+pub fn post_ack(post_json: &str) -> String {
     format!(r#"{{"post":{post_json}}}"#)
 }
 
-fn json_id(id: Option<u64>) -> String {
-    id.map_or_else(|| "null".to_owned(), |id| id.to_string())
+/// The success payload of a Socket.IO `deletePost` ack: `{"id":ID}`.
+pub fn deleted_ack(id: u64) -> String {
+    format!(r#"{{"id":{id}}}"#)
+}
+
+fn json_u64(n: Option<u64>) -> String {
+    n.map_or_else(|| "null".to_owned(), |n| n.to_string())
 }
 
 #[cfg(test)]
@@ -120,35 +136,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_post_in_every_format() {
-        let d = Delivery::new(7, r#"{"id":7,"title":"a\nb"}"#);
+    fn a_change_in_every_format() {
+        let post = r#"{"id":7,"title":"a\nb"}"#;
+        let d = Delivery::new(9, 7, Kind::Updated, post_data(post, 9));
         assert_eq!(
             &**d.frame(Wire::Ws),
-            r#"{"event":"newPost","data":{"post":{"id":7,"title":"a\nb"}}}"#
+            r#"{"event":"postUpdated","data":{"post":{"id":7,"title":"a\nb"},"seq":9}}"#
         );
         assert_eq!(
             &**d.frame(Wire::Sse),
-            "id: 7\nevent: newPost\ndata: {\"post\":{\"id\":7,\"title\":\"a\\nb\"}}\n\n"
+            "id: 9\nevent: postUpdated\ndata: {\"post\":{\"id\":7,\"title\":\"a\\nb\"},\"seq\":9}\n\n"
         );
         assert_eq!(
             &**d.frame(Wire::SocketIo),
-            r#"42["newPost",{"post":{"id":7,"title":"a\nb"}},"7"]"#
+            r#"42["postUpdated",{"post":{"id":7,"title":"a\nb"},"seq":9},"9"]"#
         );
         assert_eq!(
             &**d.frame(Wire::SocketIoPlain),
-            r#"42["newPost",{"post":{"id":7,"title":"a\nb"}}]"#
+            r#"42["postUpdated",{"post":{"id":7,"title":"a\nb"},"seq":9}]"#
+        );
+        let gone = Delivery::new(10, 7, Kind::Deleted, deleted_data(7, 10));
+        assert_eq!(
+            &**gone.frame(Wire::Ws),
+            r#"{"event":"postDeleted","data":{"id":7,"seq":10}}"#
+        );
+        let new = Delivery::new(11, 11, Kind::Created, post_data("{}", 11));
+        assert_eq!(
+            &**new.frame(Wire::SocketIo),
+            r#"42["newPost",{"post":{},"seq":11},"11"]"#
         );
     }
 
     #[test]
     fn welcome_and_stream_openings() {
-        let welcome: serde_json::Value = serde_json::from_str(&ws_welcome(3, None)).unwrap();
+        let empty = Head::default();
+        let welcome: serde_json::Value = serde_json::from_str(&ws_welcome(3, empty)).unwrap();
         assert_eq!(
             welcome,
-            serde_json::json!({"event": "welcome", "data": {"connectionId": "c3", "lastPostId": null}})
+            serde_json::json!({"event": "welcome", "data": {
+                "connectionId": "c3", "lastPostId": null, "lastSeq": null}})
         );
-        assert!(ws_welcome(3, Some(41)).contains(r#""lastPostId":41"#));
-        assert_eq!(sse_hello(true, Some(4)), "retry: 3000\n\n");
-        assert_eq!(sse_hello(false, None), "retry: 3000\nid: 0\n\n");
+        let head = Head {
+            seq: Some(44),
+            post_id: Some(41),
+        };
+        assert!(ws_welcome(3, head).contains(r#""lastPostId":41,"lastSeq":44"#));
+        assert_eq!(sse_hello(true, head), "retry: 3000\n\n");
+        assert_eq!(sse_hello(false, head), "retry: 3000\nid: 44\n\n");
+        assert_eq!(sse_hello(false, empty), "retry: 3000\nid: 0\n\n");
     }
 }

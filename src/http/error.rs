@@ -5,6 +5,7 @@
 //! The message is livefeed's own text: what went wrong inside (a storage or
 //! Redis error) is logged with the request line, never sent.
 
+use crate::feed::post::Invalid;
 use crate::feed::publish::PublishError;
 use crate::feed::FeedError;
 use serde::Serialize;
@@ -109,15 +110,19 @@ impl ApiError {
 impl From<FeedError> for ApiError {
     fn from(e: FeedError) -> Self {
         match e {
-            FeedError::Invalid(invalid) => match invalid.field {
-                Some(field) => Self::invalid_field(&field, invalid.message),
-                None => Self::bad_request("malformed_json", invalid.message),
+            FeedError::Invalid(Invalid::Malformed(message)) => {
+                Self::bad_request("malformed_json", message)
+            }
+            FeedError::Invalid(Invalid::Field { field, message }) => Self {
+                field,
+                ..Self::new(StatusCode::UnprocessableEntity, "invalid_field", message)
             },
             FeedError::Unauthorized(_) => Self::new(
                 StatusCode::Unauthorized,
                 "unauthorized",
-                "creating posts needs the publish token: `Authorization: Bearer <token>` \
-                 over HTTP, `auth: {token}` in a Socket.IO handshake",
+                "creating, editing and deleting posts needs the publish token: \
+                 `Authorization: Bearer <token>` over HTTP, `auth: {token}` in a Socket.IO \
+                 handshake",
             ),
             FeedError::TooManyConnections => Self::new(
                 StatusCode::ServiceUnavailable,
@@ -136,6 +141,16 @@ impl From<FeedError> for ApiError {
 
 fn publish_error(e: PublishError) -> ApiError {
     let (code, message) = match &e {
+        PublishError::NotFound => return ApiError::not_found("no such post"),
+        PublishError::Precondition { current } => {
+            return ApiError::new(
+                StatusCode::PreconditionFailed,
+                "precondition_failed",
+                format!(
+                    "the post has changed: its ETag is \"{current}\", which If-Match does not name"
+                ),
+            )
+        }
         PublishError::Storage(_) | PublishError::Closed => (
             "unavailable",
             "storage is unavailable; the post was not stored, try again later",
@@ -161,17 +176,25 @@ fn publish_error(e: PublishError) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feed::post::Invalid;
 
     #[test]
     fn feed_errors_map_to_statuses_without_internal_text() {
-        let e = ApiError::from(FeedError::Invalid(Invalid::malformed("malformed JSON: x")));
+        let e = ApiError::from(FeedError::Invalid(Invalid::Malformed(
+            "malformed JSON: x".into(),
+        )));
         assert_eq!(
             (e.status, e.code),
             (StatusCode::BadRequest, "malformed_json")
         );
         let e = ApiError::from(FeedError::Invalid(Invalid::field("title", "t")));
         assert_eq!(e.field.as_deref(), Some("title"));
+        let e = ApiError::from(FeedError::Publish(PublishError::Precondition {
+            current: 9,
+        }));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::PreconditionFailed, "precondition_failed")
+        );
         let inside = "IO error: Custom { kind: StorageFull }";
         let e = ApiError::from(FeedError::Publish(PublishError::Storage(inside.into())));
         assert_eq!(e.status, StatusCode::ServiceUnavailable);

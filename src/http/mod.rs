@@ -161,18 +161,15 @@ pub async fn read_body<S>(req: &mut Request<S>) -> Result<Vec<u8>, ApiError> {
     Ok(body)
 }
 
-/// The `since` query parameter of a push route: replay posts with a
-/// higher id first.
+/// The `since` query parameter of a push route: replay the changes after
+/// that seq first.
 pub fn since_param<S>(req: &Request<S>) -> Result<Option<u64>, ApiError> {
     req.url()
         .query_pairs()
         .find(|(k, _)| k == "since")
         .map(|(_, v)| {
             v.parse::<u64>().map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    "since must be a post id (an unsigned integer)",
-                )
+                ApiError::bad_request("invalid_query", "since must be a seq (an unsigned integer)")
             })
         })
         .transpose()

@@ -1,8 +1,13 @@
-//! The posts routes: `POST /posts`, `GET /posts`, `GET /posts/{id}`.
+//! The posts routes: `POST /posts`, `GET /posts`, and `GET`, `PATCH` and
+//! `DELETE /posts/{id}`.
+//!
+//! A post's `ETag` is `"<seq>"`, the seq of its latest change; `PATCH` and
+//! `DELETE` honour `If-Match` with it (or `*`).
 
 use super::{handler, json_response, read_body, require_json, ApiError, Server};
 use crate::feed::access::bearer;
-use crate::feed::Feed;
+use crate::feed::publish::Expect;
+use crate::feed::{Feed, Stored};
 use std::sync::Arc;
 use tide::http::headers;
 use tide::{Request, Response, StatusCode};
@@ -17,31 +22,102 @@ pub fn mount(app: &mut Server, feed: Arc<Feed>) {
     app.at("/posts")
         .post(handler(feed.clone(), create))
         .get(handler(feed.clone(), list));
-    app.at("/posts/:id").get(handler(feed, get));
+    app.at("/posts/:id")
+        .get(handler(feed.clone(), get))
+        .patch(handler(feed.clone(), update))
+        .delete(handler(feed, delete));
+}
+
+/// The publish credential a request presents.
+fn credential(req: &Request<()>) -> Option<&str> {
+    bearer(req.header(headers::AUTHORIZATION).map(|h| h.as_str()))
+}
+
+/// A JSON body of at most [`MAX_BODY`](super::MAX_BODY) bytes; a refusal
+/// is counted as a rejected write.
+async fn json_body(feed: &Feed, req: &mut Request<()>) -> Result<Vec<u8>, ApiError> {
+    let checked = async {
+        require_json(req)?;
+        read_body(req).await
+    }
+    .await;
+    checked.inspect_err(|_| feed.reject())
+}
+
+/// `"<seq>"`.
+fn etag(seq: u64) -> String {
+    format!("\"{seq}\"")
+}
+
+/// A post with its `ETag`.
+fn post_response(status: StatusCode, stored: &Stored) -> Response {
+    let mut res = json_response(status, &*stored.json);
+    res.insert_header(headers::ETAG, etag(stored.seq));
+    res
 }
 
 async fn create(feed: Arc<Feed>, mut req: Request<()>) -> Response {
-    let checked = async {
-        require_json(&req)?;
-        read_body(&mut req).await
-    }
-    .await;
-    let body = match checked {
+    let body = match json_body(&feed, &mut req).await {
         Ok(body) => body,
-        Err(e) => {
-            feed.reject();
-            return e.into_response();
-        }
+        Err(e) => return e.into_response(),
     };
-    let credential = bearer(req.header(headers::AUTHORIZATION).map(|h| h.as_str()));
-    match feed.create(credential, &body).await {
-        Ok(stored) => Response::builder(StatusCode::Created)
-            .content_type(tide::http::mime::JSON)
-            .header(headers::LOCATION, format!("/posts/{}", stored.post.id))
-            .body(&*stored.json)
-            .build(),
+    match feed.create(credential(&req), &body).await {
+        Ok(stored) => {
+            let mut res = post_response(StatusCode::Created, &stored);
+            res.insert_header(headers::LOCATION, format!("/posts/{}", stored.post.id));
+            res
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+async fn update(feed: Arc<Feed>, mut req: Request<()>) -> Response {
+    let checked = async {
+        let id = post_id(&req).inspect_err(|_| feed.reject())?;
+        let expect = if_match(&req);
+        let body = json_body(&feed, &mut req).await?;
+        let stored = feed.update(credential(&req), id, &body, expect).await?;
+        Ok::<_, ApiError>(post_response(StatusCode::Ok, &stored))
+    };
+    checked.await.unwrap_or_else(ApiError::into_response)
+}
+
+async fn delete(feed: Arc<Feed>, req: Request<()>) -> Response {
+    let checked = async {
+        let id = post_id(&req).inspect_err(|_| feed.reject())?;
+        feed.delete(credential(&req), id, if_match(&req)).await?;
+        Ok::<_, ApiError>(Response::new(StatusCode::NoContent))
+    };
+    checked.await.unwrap_or_else(ApiError::into_response)
+}
+
+/// The `{id}` of a `/posts/{id}` route.
+fn post_id(req: &Request<()>) -> Result<u64, ApiError> {
+    let raw = req.param("id").unwrap_or("");
+    raw.parse()
+        .map_err(|_| ApiError::bad_request("invalid_id", format!("`{raw}` is not a post id")))
+}
+
+/// What `If-Match` asks of the post: `*` or no header, any live post; else
+/// one of the listed strong `ETag`s (a weak or malformed one matches
+/// nothing).
+fn if_match(req: &Request<()>) -> Expect {
+    let Some(values) = req.header(headers::IF_MATCH) else {
+        return Expect::Live;
+    };
+    let tags: Vec<&str> = values
+        .iter()
+        .flat_map(|v| v.as_str().split(','))
+        .map(str::trim)
+        .collect();
+    if tags.contains(&"*") {
+        return Expect::Live;
+    }
+    let seqs = tags
+        .iter()
+        .filter_map(|tag| tag.strip_prefix('"')?.strip_suffix('"')?.parse().ok())
+        .collect();
+    Expect::Seqs(seqs)
 }
 
 async fn list(feed: Arc<Feed>, req: Request<()>) -> Response {
@@ -96,14 +172,13 @@ fn page(feed: &Feed, req: &Request<()>) -> Result<Response, ApiError> {
 
 async fn get(feed: Arc<Feed>, req: Request<()>) -> Response {
     let found = (|| {
-        let raw = req.param("id").unwrap_or("");
-        let id: u64 = raw.parse().map_err(|_| {
-            ApiError::bad_request("invalid_id", format!("`{raw}` is not a post id"))
-        })?;
+        let id = post_id(&req)?;
         let post = feed
             .get(id)?
             .ok_or_else(|| ApiError::not_found(format!("no post with id {id}")))?;
-        Ok(json_response(StatusCode::Ok, post))
+        let mut res = json_response(StatusCode::Ok, post.json);
+        res.insert_header(headers::ETAG, etag(post.seq));
+        Ok(res)
     })();
     found.unwrap_or_else(ApiError::into_response)
 }

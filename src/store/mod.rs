@@ -1,26 +1,36 @@
 //! Durable post storage on sled, behind a narrow interface.
 //!
-//! One writer thread ([`writer`]) owns every insert and every flush, with
+//! One writer thread ([`writer`]) owns every write and every flush, with
 //! group commit. Reads go straight to sled. The store is the local
 //! [`Publisher`] of a single server, the [`Posts`] every mode reads, and the
-//! actors' [`History`] for replay.
+//! actors' [`History`] for replay. [`keys`] describes the key space:
+//! current posts, tombstones of deleted ones, and indexes that keep each
+//! post's latest change, so a replay is compacted by construction.
 //!
-//! Keys are post ids as big-endian `u64` (so key order is id order), values
-//! the post's JSON exactly as the API serves it.
+//! A data dir written before edits and deletes existed (one tree of post
+//! JSON by id) is migrated on open.
 
+mod keys;
 mod writer;
 
-use crate::feed::post::{NewPost, Stored};
-use crate::feed::publish::{Health, Metric, Page, Posts, PublishError, Publisher, StorageError};
+use crate::feed::change::{Change, Logged, Stored};
+use crate::feed::post::{NewPost, Patch, Post};
+use crate::feed::publish::{
+    Expect, Found, Health, Metric, Page, Posts, PublishError, Publisher, StorageError,
+};
+use crate::feed::wire;
 use async_trait::async_trait;
 use futures::channel::oneshot;
-use livefeed_actors::{Delivery, History};
+use keys::Value;
+use livefeed_actors::{replayed, Delivery, Head, History, Span};
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use writer::{WriteRequest, Writer};
+use writer::{Outcome, Refusal, WriteRequest, Writer};
 
+/// The feed every post is in (until named feeds exist).
+pub const DEFAULT_FEED: &str = "main";
 /// Requests queued for the writer before callers wait for room.
 const QUEUE_DEPTH: usize = 16 * 1024;
 /// sled's page cache; posts are small and recent ones are what is read.
@@ -31,13 +41,19 @@ const CACHE_BYTES: u64 = 64 << 20;
 const LOCK_GRACE: Duration = Duration::from_secs(1);
 /// Pause between those retries.
 const LOCK_RETRY: Duration = Duration::from_millis(10);
+/// The tree holding everything (see [`keys`]).
+const TREE: &str = "feed";
+/// The tree of the first layout: post JSON by id.
+const LEGACY_TREE: &str = "posts";
+/// The file inside a sled 0.34 directory that holds the log.
+const SLED_DATA_FILE: &str = "db";
 
-/// What the writer calls with every committed batch, in id order, once it
-/// is on disk and before any of its writers is answered.
-type Hook = OnceLock<Box<dyn Fn(&[Stored]) + Send + Sync>>;
+/// What the writer calls with every committed batch, in seq order, once
+/// it is on disk and before any of its writers is answered.
+type Hook = OnceLock<Box<dyn Fn(&[Change]) + Send + Sync>>;
 
 /// What can go wrong in the store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Another process holds the data directory.
     #[error("data directory {0} is in use by another livefeed process")]
@@ -45,26 +61,18 @@ pub enum StoreError {
     /// sled failed (disk full, I/O error, corruption).
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
-    /// A stored value is not a post.
-    #[error("stored post {id} is unreadable: {source}")]
-    Corrupt {
-        /// The post's id.
-        id: u64,
-        /// Why it did not parse.
-        source: serde_json::Error,
-    },
+    /// A stored value is not what this version writes.
+    #[error("the stored record of post {0} is unreadable")]
+    Corrupt(u64),
     /// The store is shutting down.
     #[error("the store is closed")]
     Closed,
 }
 
-/// The file inside a sled 0.34 directory that holds the log.
-const SLED_DATA_FILE: &str = "db";
-
 /// The post store.
 pub struct Store {
     db: sled::Db,
-    posts: sled::Tree,
+    tree: sled::Tree,
     writer: async_channel::Sender<WriteRequest>,
     thread: Mutex<Option<JoinHandle<()>>>,
     hook: Arc<Hook>,
@@ -96,11 +104,9 @@ impl Store {
                 Err(e) => return Err(StoreError::Sled(e)),
             }
         };
-        let posts = db.open_tree("posts")?;
-        let next_id = match posts.last()? {
-            Some((key, _)) => key_to_id(&key) + 1,
-            None => 1,
-        };
+        let tree = db.open_tree(TREE)?;
+        migrate(&db, &tree)?;
+        let next_seq = last_number(&tree, keys::CHANGE)?.map_or(1, |seq| seq + 1);
         let (tx, rx) = async_channel::bounded(QUEUE_DEPTH);
         let data_file = std::fs::File::open(dir.join(SLED_DATA_FILE))
             .map_err(|e| log::warn!("cannot open {SLED_DATA_FILE} for fdatasync: {e}"))
@@ -108,8 +114,8 @@ impl Store {
         let hook = Arc::new(Hook::new());
         let writer = Writer {
             db: db.clone(),
-            posts: posts.clone(),
-            next_id,
+            tree: tree.clone(),
+            next_seq,
             data_file,
             hook: hook.clone(),
         };
@@ -119,7 +125,7 @@ impl Store {
             .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
         Ok(Arc::new(Self {
             db,
-            posts,
+            tree,
             writer: tx,
             thread: Mutex::new(Some(thread)),
             hook,
@@ -127,66 +133,77 @@ impl Store {
     }
 
     /// Installs the commit hook: called on the writer thread with every
-    /// committed batch, in id order, once it is on disk and before any of
-    /// its writers is answered (livefeed broadcasts from it, so clients see
-    /// posts in id order). Set once, before the first write; a second call
-    /// is ignored.
-    pub fn on_commit(&self, hook: impl Fn(&[Stored]) + Send + Sync + 'static) {
+    /// committed batch of changes, in seq order, once it is on disk and
+    /// before any of its writers is answered (livefeed broadcasts from it,
+    /// so clients see changes in seq order). Set once, before the first
+    /// write; a second call is ignored.
+    pub fn on_commit(&self, hook: impl Fn(&[Change]) + Send + Sync + 'static) {
         if self.hook.set(Box::new(hook)).is_err() {
             log::warn!("store: the commit hook was already set");
         }
     }
 
-    /// Stores a post durably: when this returns `Ok`, the post is flushed
-    /// to disk.
-    pub async fn create(&self, post: NewPost) -> Result<Stored, StoreError> {
+    async fn write(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Outcome>) -> WriteRequest,
+    ) -> Result<Change, Result<Refusal, StoreError>> {
         let (reply, answer) = oneshot::channel();
         self.writer
-            .send(WriteRequest::Create { post, reply })
+            .send(request(reply))
             .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+            .map_err(|_| Err(StoreError::Closed))?;
+        answer.await.map_err(|_| Err(StoreError::Closed))?
     }
 
-    /// Stores posts that already have ids (replicated from the cluster's
-    /// log) through the same writer, so they share its flushes and sled is
-    /// still flushed from one thread only. When this returns `Ok`, every
-    /// post is on disk. Writing a post again replaces it.
-    pub async fn apply(&self, posts: Vec<Stored>) -> Result<(), StoreError> {
-        if posts.is_empty() {
-            return Ok(());
+    /// Applies changes whose seqs were assigned elsewhere (replicated from
+    /// the cluster's log) through the same writer, so they share its
+    /// flushes and sled is still flushed from one thread only. When this
+    /// returns `Ok`, every change is on disk; it answers what they did.
+    pub async fn apply(&self, entries: Vec<Logged>) -> Result<Vec<Change>, StoreError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
         }
         let (reply, answer) = oneshot::channel();
         self.writer
-            .send(WriteRequest::Apply { posts, reply })
+            .send(WriteRequest::Apply { entries, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// The post with `id`, as JSON.
-    pub fn get(&self, id: u64) -> Result<Option<sled::IVec>, StoreError> {
-        Ok(self.posts.get(id.to_be_bytes())?)
+    /// Post `id` as it is now, if it is live.
+    pub fn post(&self, id: u64) -> Result<Option<Found>, StoreError> {
+        let Some(bytes) = self.tree.get(keys::key(keys::POST, id))? else {
+            return Ok(None);
+        };
+        let Value { seq, feed, rest } = keys::parse_value(&bytes).ok_or(StoreError::Corrupt(id))?;
+        Ok(Some(Found {
+            seq,
+            feed: feed.to_owned(),
+            json: rest.to_vec(),
+        }))
     }
 
-    /// Up to `limit` posts with ids below `before` (all when `None`),
+    /// Up to `limit` live posts with ids below `before` (all when `None`),
     /// newest first.
     pub fn page(&self, before: Option<u64>, limit: usize) -> Result<Page, StoreError> {
-        let range = match before {
-            Some(before) => self.posts.range(..before.to_be_bytes()),
-            None => self.posts.iter(),
-        };
+        let start = keys::feed_prefix(keys::FEED_POST, DEFAULT_FEED);
+        let end = keys::feed_key(keys::FEED_POST, DEFAULT_FEED, before.unwrap_or(u64::MAX));
         let mut posts = Vec::with_capacity(limit.min(128));
         let mut last_id = None;
         let mut more = false;
-        for entry in range.rev() {
-            let (key, value) = entry?;
+        for entry in self.tree.range(start..end).rev() {
+            let (key, _) = entry?;
+            let id = keys::number(&key);
             if posts.len() == limit {
                 more = true;
                 break;
             }
-            last_id = Some(key_to_id(&key));
-            posts.push(value.to_vec());
+            let Some(found) = self.post(id)? else {
+                continue; // deleted since the index was read
+            };
+            last_id = Some(id);
+            posts.push(found.json);
         }
         Ok(Page {
             posts,
@@ -194,34 +211,52 @@ impl Store {
         })
     }
 
-    /// The newest post id.
-    pub fn last_id(&self) -> Result<Option<u64>, StoreError> {
-        Ok(self.posts.last()?.map(|(key, _)| key_to_id(&key)))
+    /// The newest change's seq and the newest post's id.
+    pub fn head(&self) -> Result<Head, StoreError> {
+        let live = last_number(&self.tree, keys::POST)?;
+        let gone = last_number(&self.tree, keys::TOMBSTONE)?;
+        Ok(Head {
+            seq: last_number(&self.tree, keys::CHANGE)?,
+            post_id: live.max(gone),
+        })
     }
 
-    /// Up to `limit` posts with `after < id <= upto`, oldest first.
-    pub fn range(
-        &self,
-        after: u64,
-        upto: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
-        if after >= upto {
-            return Ok(Vec::new());
+    /// The replay of `span` (see [`History::after`]).
+    fn replay(&self, span: Span) -> Result<Vec<Arc<Delivery>>, StoreError> {
+        let mut out = Vec::new();
+        if span.from >= span.upto {
+            return Ok(out);
         }
-        let from = (after + 1).to_be_bytes();
-        let to = upto.to_be_bytes();
-        self.posts
-            .range(from..=to)
-            .take(limit)
-            .map(|entry| {
-                let (key, value) = entry?;
-                Ok((key_to_id(&key), value))
-            })
-            .collect()
+        let range = keys::key(keys::CHANGE, span.from + 1)..=keys::key(keys::CHANGE, span.upto);
+        for entry in self.tree.range(range) {
+            if out.len() == span.limit {
+                break;
+            }
+            let (key, value) = entry?;
+            let (seq, id) = (keys::number(&key), keys::number(&value));
+            if let Some(found) = self.post(id)? {
+                // A post changed again since the index was read is left to
+                // its later entry (past `upto`, it arrives live).
+                if found.seq == seq {
+                    if let Some(kind) = replayed(id, false, span.since) {
+                        let json = std::str::from_utf8(&found.json)
+                            .map_err(|_| StoreError::Corrupt(id))?;
+                        out.push(Delivery::new(seq, id, kind, wire::post_data(json, seq)));
+                    }
+                }
+            } else if let Some(bytes) = self.tree.get(keys::key(keys::TOMBSTONE, id))? {
+                let gone = keys::parse_value(&bytes).ok_or(StoreError::Corrupt(id))?;
+                if gone.seq == seq {
+                    if let Some(kind) = replayed(id, true, span.since) {
+                        out.push(Delivery::new(seq, id, kind, wire::deleted_data(id, seq)));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
-    /// Stops the writer after the creates already queued and flushes.
+    /// Stops the writer after the requests already queued and flushes.
     pub fn close(&self) -> Result<(), StoreError> {
         self.writer.close();
         let thread = self.thread.lock().map(|mut t| t.take()).unwrap_or(None);
@@ -235,20 +270,65 @@ impl Store {
     }
 }
 
+/// The number in the last key with `prefix`.
+fn last_number(tree: &sled::Tree, prefix: u8) -> Result<Option<u64>, StoreError> {
+    let last = tree
+        .range(keys::key(prefix, 0)..=keys::key(prefix, u64::MAX))
+        .next_back();
+    Ok(last.transpose()?.map(|(key, _)| keys::number(&key)))
+}
+
+/// Moves a data dir of the first layout (one tree of post JSON by id,
+/// posts never edited) into the current one: each post becomes live in the
+/// default feed at the seq of its id. Runs once; the old tree is dropped
+/// after the new one is flushed.
+fn migrate(db: &sled::Db, tree: &sled::Tree) -> Result<(), StoreError> {
+    if !db
+        .tree_names()
+        .iter()
+        .any(|n| &n[..] == LEGACY_TREE.as_bytes())
+    {
+        return Ok(());
+    }
+    let legacy = db.open_tree(LEGACY_TREE)?;
+    if !legacy.is_empty() && tree.is_empty() {
+        let mut count = 0u64;
+        let mut batch = sled::Batch::default();
+        for entry in legacy.iter() {
+            let (key, json) = entry?;
+            let id = keys::number(&key);
+            let post: Post = serde_json::from_slice(&json).map_err(|_| StoreError::Corrupt(id))?;
+            let stored = Stored::new(post, id);
+            let feed = DEFAULT_FEED;
+            batch.insert(
+                &keys::key(keys::POST, id),
+                keys::post_value(id, feed, &stored.json),
+            );
+            batch.insert(&keys::key(keys::CHANGE, id), &id.to_be_bytes());
+            batch.insert(keys::feed_key(keys::FEED_POST, feed, id), &[]);
+            batch.insert(
+                keys::feed_key(keys::FEED_CHANGE, feed, id),
+                &id.to_be_bytes(),
+            );
+            count += 1;
+        }
+        batch.insert(keys::count_key(DEFAULT_FEED), &count.to_be_bytes());
+        tree.apply_batch(batch)?;
+        db.flush()?;
+        log::info!("store: migrated {count} posts to the current layout");
+    }
+    db.drop_tree(LEGACY_TREE)?;
+    db.flush()?;
+    Ok(())
+}
+
 impl History for Store {
-    fn last_id(&self) -> anyhow::Result<Option<u64>> {
-        Ok(Store::last_id(self)?)
+    fn head(&self) -> anyhow::Result<Head> {
+        Ok(Store::head(self)?)
     }
 
-    fn after(&self, after: u64, upto: u64, limit: usize) -> anyhow::Result<Vec<Arc<Delivery>>> {
-        self.range(after, upto, limit)?
-            .into_iter()
-            .map(|(id, json)| {
-                let text = std::str::from_utf8(&json)
-                    .map_err(|e| anyhow::anyhow!("stored post {id} is not UTF-8: {e}"))?;
-                Ok(Delivery::new(id, text))
-            })
-            .collect()
+    fn after(&self, span: Span) -> anyhow::Result<Vec<Arc<Delivery>>> {
+        Ok(self.replay(span)?)
     }
 }
 
@@ -259,20 +339,44 @@ fn is_lock_error(e: &sled::Error) -> bool {
             || io.to_string().contains("could not acquire lock"))
 }
 
-fn key_to_id(key: &[u8]) -> u64 {
-    let mut bytes = [0u8; 8];
-    let n = key.len().min(8);
-    bytes[8 - n..].copy_from_slice(&key[key.len() - n..]);
-    u64::from_be_bytes(bytes)
+fn publish_error(e: Result<Refusal, StoreError>) -> PublishError {
+    match e {
+        Ok(Refusal::NotFound) => PublishError::NotFound,
+        Ok(Refusal::Precondition(current)) => PublishError::Precondition { current },
+        Err(StoreError::Closed) => PublishError::Closed,
+        Err(e) => PublishError::Storage(e.to_string()),
+    }
 }
 
 #[async_trait]
 impl Publisher for Store {
     async fn create(&self, post: NewPost) -> Result<Stored, PublishError> {
-        Store::create(self, post).await.map_err(|e| match e {
-            StoreError::Closed => PublishError::Closed,
-            e => PublishError::Storage(e.to_string()),
-        })
+        let change = self
+            .write(|reply| WriteRequest::Create { post, reply })
+            .await
+            .map_err(publish_error)?;
+        change.stored().cloned().ok_or(PublishError::Closed)
+    }
+
+    async fn update(&self, id: u64, patch: Patch, expect: Expect) -> Result<Stored, PublishError> {
+        let change = self
+            .write(|reply| WriteRequest::Update {
+                id,
+                patch,
+                expect,
+                reply,
+            })
+            .await
+            .map_err(publish_error)?;
+        change.stored().cloned().ok_or(PublishError::Closed)
+    }
+
+    async fn delete(&self, id: u64, expect: Expect) -> Result<u64, PublishError> {
+        let change = self
+            .write(|reply| WriteRequest::Delete { id, expect, reply })
+            .await
+            .map_err(publish_error)?;
+        Ok(change.seq())
     }
 
     fn health(&self) -> Health {
@@ -286,16 +390,16 @@ impl Publisher for Store {
 }
 
 impl Posts for Store {
-    fn get(&self, id: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(Store::get(self, id)?.map(|v| v.to_vec()))
+    fn get(&self, id: u64) -> Result<Option<Found>, StorageError> {
+        Ok(self.post(id)?)
     }
 
     fn page(&self, before: Option<u64>, limit: usize) -> Result<Page, StorageError> {
         Ok(Store::page(self, before, limit)?)
     }
 
-    fn last_id(&self) -> Result<Option<u64>, StorageError> {
-        Ok(Store::last_id(self)?)
+    fn head(&self) -> Result<Head, StorageError> {
+        Ok(Store::head(self)?)
     }
 }
 
@@ -308,13 +412,19 @@ impl From<StoreError> for StorageError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feed::Post;
 
     fn new_post(title: &str) -> NewPost {
         NewPost {
             title: title.into(),
             content: "c".into(),
             author: None,
+        }
+    }
+
+    fn titled(title: &str) -> Patch {
+        Patch {
+            title: Some(title.into()),
+            ..Patch::default()
         }
     }
 
@@ -329,12 +439,12 @@ mod tests {
             store.close().unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.last_id().unwrap(), Some(2));
+        assert_eq!(store.head().unwrap().post_id, Some(2));
         assert_eq!(store.create(new_post("c")).await.unwrap().post.id, 3);
-        let page = store.page(None, 2).unwrap();
+        let page = Store::page(&store, None, 2).unwrap();
         assert_eq!(page.posts.len(), 2);
         assert_eq!(page.next, Some(2));
-        let older = store.page(page.next, 2).unwrap();
+        let older = Store::page(&store, page.next, 2).unwrap();
         assert_eq!(older.posts.len(), 1);
         assert_eq!(older.next, None);
         store.close().unwrap();
@@ -372,26 +482,134 @@ mod tests {
     }
 
     #[async_std::test]
-    async fn applied_posts_keep_their_ids_and_creates_follow_them() {
+    async fn applied_changes_keep_their_seqs_and_creates_follow_them() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let posts: Vec<Stored> = [3u64, 7]
+        let stored: Vec<Stored> = [3u64, 7]
             .iter()
-            .map(|&id| {
-                let post = Post {
-                    id,
-                    title: format!("t{id}"),
-                    content: "c".into(),
-                    author: None,
-                    created_at: "2026-01-01T00:00:00.000Z".into(),
-                };
-                Stored::new(post)
-            })
+            .map(|&id| Stored::new(new_post(&format!("t{id}")).into_post(id, "x".into()), id))
             .collect();
-        store.apply(posts.clone()).await.unwrap();
-        assert_eq!(store.last_id().unwrap(), Some(7));
-        assert_eq!(&*store.get(3).unwrap().unwrap(), posts[0].json.as_bytes());
+        let changes = stored.iter().cloned().map(Logged::Created).collect();
+        store.apply(changes).await.unwrap();
+        assert_eq!(store.head().unwrap().seq, Some(7));
+        assert_eq!(
+            store.post(3).unwrap().unwrap().json,
+            stored[0].json.as_bytes()
+        );
         assert_eq!(store.create(new_post("next")).await.unwrap().post.id, 8);
+        store.close().unwrap();
+    }
+
+    #[async_std::test]
+    async fn edits_and_deletes_take_seqs_and_check_the_current_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = store.create(new_post("a")).await.unwrap();
+        let b = store.create(new_post("b")).await.unwrap();
+        let edited = store
+            .update(a.post.id, titled("A"), Expect::Live)
+            .await
+            .unwrap();
+        assert_eq!((edited.seq, edited.post.title.as_str()), (3, "A"));
+        assert!(edited.post.updated_at.is_some());
+        // An If-Match on the old seq is refused, and changes nothing.
+        let stale = store
+            .update(a.post.id, titled("x"), Expect::Seqs(vec![1]))
+            .await;
+        assert!(matches!(
+            stale,
+            Err(PublishError::Precondition { current: 3 })
+        ));
+        assert_eq!(
+            store
+                .delete(b.post.id, Expect::Seqs(vec![2]))
+                .await
+                .unwrap(),
+            4
+        );
+        assert!(matches!(
+            store.delete(b.post.id, Expect::Live).await,
+            Err(PublishError::NotFound)
+        ));
+        assert!(matches!(
+            store.update(b.post.id, titled("x"), Expect::Live).await,
+            Err(PublishError::NotFound)
+        ));
+        assert!(store.post(b.post.id).unwrap().is_none());
+        assert_eq!(Store::page(&store, None, 10).unwrap().posts.len(), 1);
+        assert_eq!(
+            store.head().unwrap(),
+            Head {
+                seq: Some(4),
+                post_id: Some(2)
+            }
+        );
+        // Replay from 0: post 1 once, as new, at its edit; post 2 (created
+        // and deleted since) left out. From 2: post 1 edited, 2 deleted.
+        let span = |since| Span {
+            since,
+            from: since,
+            upto: 4,
+            limit: 100,
+        };
+        let kinds = |since| {
+            store
+                .replay(span(since))
+                .unwrap()
+                .iter()
+                .map(|d| (d.seq, d.kind))
+                .collect::<Vec<_>>()
+        };
+        use livefeed_actors::Kind;
+        assert_eq!(kinds(0), vec![(3, Kind::Created)]);
+        assert_eq!(kinds(2), vec![(3, Kind::Updated), (4, Kind::Deleted)]);
+        store.close().unwrap();
+        drop(store);
+        // All of it survives a restart.
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.head().unwrap().seq, Some(4));
+        assert_eq!(store.create(new_post("c")).await.unwrap().post.id, 5);
+        store.close().unwrap();
+    }
+
+    #[async_std::test]
+    async fn one_round_checks_its_requests_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = store.create(new_post("a")).await.unwrap();
+        // Queued together: the edit sees the create's seq, the delete the
+        // edit's, the second delete finds nothing.
+        let (e, d1, d2) = futures::join!(
+            store.update(a.post.id, titled("A"), Expect::Seqs(vec![1])),
+            store.delete(a.post.id, Expect::Seqs(vec![2])),
+            store.delete(a.post.id, Expect::Live),
+        );
+        assert_eq!(e.unwrap().seq, 2);
+        assert_eq!(d1.unwrap(), 3);
+        assert!(matches!(d2, Err(PublishError::NotFound)));
+        store.close().unwrap();
+    }
+
+    #[test]
+    fn a_data_dir_of_the_first_layout_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let legacy = db.open_tree(LEGACY_TREE).unwrap();
+            for id in [1u64, 2] {
+                let json = format!(
+                    r#"{{"id":{id},"title":"t","content":"c","author":null,"createdAt":"2026-01-01T00:00:00.000Z"}}"#
+                );
+                legacy.insert(id.to_be_bytes(), json.as_bytes()).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let found = store.post(2).unwrap().unwrap();
+        assert_eq!(found.seq, 2);
+        let post: serde_json::Value = serde_json::from_slice(&found.json).unwrap();
+        assert_eq!(post["updatedAt"], serde_json::Value::Null);
+        assert_eq!(store.head().unwrap().seq, Some(2));
         store.close().unwrap();
     }
 }

@@ -1,19 +1,37 @@
-//! The one thread that writes to sled: assigns ids, inserts a batch,
-//! flushes, calls the commit hook, answers.
+//! The one thread that writes to sled: assigns seqs, checks edits and
+//! deletes against the current state, writes a batch, flushes, calls the
+//! commit hook, answers.
 //!
-//! Creates (and, in cluster mode, posts replicated from the shared log)
-//! queue up while a flush runs and the next round takes them all at once,
-//! so concurrent clients share fsyncs (group commit), and sled's
+//! Requests queue up while a flush runs and the next round takes them all
+//! at once, so concurrent clients share fsyncs (group commit), and sled's
 //! `flush_async` is never called from several tasks at once (it deadlocks,
-//! sled #1308).
+//! sled #1308). Within a round, each request sees the effect of the ones
+//! before it, so an edit and a delete of one post in the same round are
+//! checked in order.
 
-use super::{Hook, StoreError};
-use crate::feed::post::{timestamp, NewPost, Stored};
+use super::keys::{self, Value};
+use super::{Hook, StoreError, DEFAULT_FEED};
+use crate::feed::change::{Change, Logged, Stored};
+use crate::feed::post::{timestamp, NewPost, Patch, Post};
+use crate::feed::publish::Expect;
 use futures::channel::oneshot;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Most requests one flush commits; more wait for the next round.
 pub(super) const MAX_BATCH: usize = 1024;
+
+/// Why an edit or a delete was refused; nothing changed.
+#[derive(Debug)]
+pub(super) enum Refusal {
+    /// No such post, or it is deleted.
+    NotFound,
+    /// `If-Match` did not match: the post's latest seq.
+    Precondition(u64),
+}
+
+/// What a write request is answered with.
+pub(super) type Outcome = Result<Change, Result<Refusal, StoreError>>;
 
 /// What the writer thread is asked to do; each request is answered after
 /// the flush that made it durable.
@@ -21,28 +39,156 @@ pub(super) enum WriteRequest {
     /// A new post: the writer assigns its id.
     Create {
         post: NewPost,
-        reply: oneshot::Sender<Result<Stored, StoreError>>,
+        reply: oneshot::Sender<Outcome>,
     },
-    /// Posts whose ids were assigned elsewhere (cluster mode: the shared
-    /// log), written as they are, in order.
+    /// An edit of post `id`.
+    Update {
+        id: u64,
+        patch: Patch,
+        expect: Expect,
+        reply: oneshot::Sender<Outcome>,
+    },
+    /// A delete of post `id`.
+    Delete {
+        id: u64,
+        expect: Expect,
+        reply: oneshot::Sender<Outcome>,
+    },
+    /// Changes whose seqs were assigned elsewhere (cluster mode: the shared
+    /// log), applied in order; answered with the changes they made.
     Apply {
-        posts: Vec<Stored>,
-        reply: oneshot::Sender<Result<(), StoreError>>,
+        entries: Vec<Logged>,
+        reply: oneshot::Sender<Result<Vec<Change>, StoreError>>,
     },
 }
 
 pub(super) struct Writer {
     pub(super) db: sled::Db,
-    pub(super) posts: sled::Tree,
-    pub(super) next_id: u64,
+    pub(super) tree: sled::Tree,
+    pub(super) next_seq: u64,
     /// sled's data file. sled 0.34's flush ends with `sync_file_range`,
     /// which neither forces the drive's cache nor the file's size to disk;
     /// an `fdatasync` of this file after each flush does, so a 201 also
     /// survives a power loss, not only a killed process.
     pub(super) data_file: Option<std::fs::File>,
-    /// Told of every committed post, in id order, before anyone is
+    /// Told of every committed change, in seq order, before anyone is
     /// answered.
     pub(super) hook: Arc<Hook>,
+}
+
+/// A live post as a round sees it.
+#[derive(Debug, Clone)]
+struct Live {
+    feed: String,
+    stored: Stored,
+}
+
+/// One round's writes, and the state they leave, for the requests after.
+struct Round<'a> {
+    tree: &'a sled::Tree,
+    writes: sled::Batch,
+    /// Posts this round changed: their state now (`None`: deleted).
+    touched: HashMap<u64, Option<Live>>,
+    /// Live posts gained (or lost) per feed.
+    counts: HashMap<String, i64>,
+}
+
+impl<'a> Round<'a> {
+    fn new(tree: &'a sled::Tree) -> Self {
+        Self {
+            tree,
+            writes: sled::Batch::default(),
+            touched: HashMap::new(),
+            counts: HashMap::new(),
+        }
+    }
+
+    /// Post `id` as the round stands, if it is live.
+    fn live(&self, id: u64) -> Result<Option<Live>, StoreError> {
+        if let Some(state) = self.touched.get(&id) {
+            return Ok(state.clone());
+        }
+        let Some(bytes) = self.tree.get(keys::key(keys::POST, id))? else {
+            return Ok(None);
+        };
+        let corrupt = || StoreError::Corrupt(id);
+        let Value { seq, feed, rest } = keys::parse_value(&bytes).ok_or_else(corrupt)?;
+        let json = std::str::from_utf8(rest).map_err(|_| corrupt())?;
+        let post: Post = serde_json::from_str(json).map_err(|_| corrupt())?;
+        Ok(Some(Live {
+            feed: feed.to_owned(),
+            stored: Stored {
+                post,
+                seq,
+                json: json.into(),
+            },
+        }))
+    }
+
+    /// Writes `change` and what it does to every index.
+    fn put(&mut self, change: &Change) -> Result<(), StoreError> {
+        let id = change.post_id();
+        let seq = change.seq();
+        let before = self.live(id)?;
+        let feed = before
+            .as_ref()
+            .map_or_else(|| DEFAULT_FEED.to_owned(), |b| b.feed.clone());
+        if let Some(old) = &before {
+            // The post's index entries move to this change.
+            self.writes.remove(&keys::key(keys::CHANGE, old.stored.seq));
+            self.writes
+                .remove(keys::feed_key(keys::FEED_CHANGE, &feed, old.stored.seq));
+        }
+        self.writes
+            .insert(&keys::key(keys::CHANGE, seq), &id.to_be_bytes());
+        self.writes.insert(
+            keys::feed_key(keys::FEED_CHANGE, &feed, seq),
+            &id.to_be_bytes(),
+        );
+        match change.stored() {
+            Some(stored) => {
+                let value = keys::post_value(seq, &feed, &stored.json);
+                self.writes.insert(&keys::key(keys::POST, id), value);
+                if before.is_none() {
+                    self.writes
+                        .insert(keys::feed_key(keys::FEED_POST, &feed, id), &[]);
+                    *self.counts.entry(feed.clone()).or_default() += 1;
+                }
+                let live = Live {
+                    feed,
+                    stored: stored.clone(),
+                };
+                self.touched.insert(id, Some(live));
+            }
+            None => {
+                self.writes.remove(&keys::key(keys::POST, id));
+                self.writes.insert(
+                    &keys::key(keys::TOMBSTONE, id),
+                    keys::tombstone_value(seq, &feed),
+                );
+                if before.is_some() {
+                    self.writes
+                        .remove(keys::feed_key(keys::FEED_POST, &feed, id));
+                    *self.counts.entry(feed).or_default() -= 1;
+                }
+                self.touched.insert(id, None);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the per-feed counts to the batch.
+    fn finish(mut self) -> Result<sled::Batch, StoreError> {
+        for (feed, delta) in &self.counts {
+            let key = keys::count_key(feed);
+            let now = self.tree.get(&key)?.map_or(0, |v| keys::number(&v)) as i64;
+            match now + delta {
+                n if n > 0 => self.writes.insert(key, &(n as u64).to_be_bytes()),
+                _ => self.writes.remove(key),
+            }
+        }
+        Ok(self.writes)
+    }
 }
 
 impl Writer {
@@ -61,60 +207,129 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: &mut Vec<WriteRequest>) {
-        let created_at = timestamp();
-        let mut writes = sled::Batch::default();
-        // Every post of the batch in commit order, and for each create the
-        // index of its post there.
+        let now = timestamp();
+        let tree = self.tree.clone();
+        let mut round = Round::new(&tree);
         let mut committed = Vec::with_capacity(batch.len());
-        let mut created = Vec::with_capacity(batch.len());
+        // Per request: the range of its changes in `committed`, or why not.
+        let mut outcomes: Vec<Result<std::ops::Range<usize>, Result<Refusal, StoreError>>> =
+            Vec::with_capacity(batch.len());
+        let next_seq = self.next_seq;
         for request in batch.iter() {
-            match request {
-                WriteRequest::Create { post, .. } => {
-                    let stored = Stored::stamp(self.next_id, post.clone(), created_at.clone());
-                    self.next_id += 1;
-                    writes.insert(&stored.post.id.to_be_bytes(), stored.json.as_bytes());
-                    created.push(committed.len());
-                    committed.push(stored);
-                }
-                WriteRequest::Apply { posts, .. } => {
-                    for stored in posts {
-                        writes.insert(&stored.post.id.to_be_bytes(), stored.json.as_bytes());
-                        self.next_id = self.next_id.max(stored.post.id + 1);
-                        committed.push(stored.clone());
-                    }
-                }
-            }
+            let first = committed.len();
+            let outcome = self
+                .decide(&mut round, request, &now, &mut committed)
+                .map(|()| first..committed.len());
+            outcomes.push(outcome);
         }
-        let result = self
-            .posts
-            .apply_batch(writes)
-            .and_then(|()| self.db.flush().map(drop))
+        let result = round
+            .finish()
+            .and_then(|writes| Ok(tree.apply_batch(writes)?))
+            .and_then(|()| Ok(self.db.flush().map(drop)?))
             .and_then(|()| match &self.data_file {
-                Some(file) => file.sync_data().map_err(sled::Error::Io),
+                Some(file) => file.sync_data().map_err(|e| sled::Error::Io(e).into()),
                 None => Ok(()),
             });
-        if result.is_ok() {
-            if let Some(hook) = self.hook.get() {
-                hook(&committed);
+        match &result {
+            Ok(()) => {
+                if let Some(hook) = self.hook.get() {
+                    hook(&committed);
+                }
             }
+            // Nothing of the round took: its seqs are free again.
+            Err(_) => self.next_seq = next_seq,
         }
-        let mut created = created.into_iter();
-        for request in batch.drain(..) {
+        for (request, outcome) in batch.drain(..).zip(outcomes) {
+            let answer = match (&result, outcome) {
+                (Err(e), _) => Err(Err(e.clone())),
+                (Ok(()), Ok(range)) => Ok(committed[range].to_vec()),
+                (Ok(()), Err(why)) => Err(why),
+            };
             match request {
-                WriteRequest::Create { reply, .. } => {
-                    // One post was committed per create, in order.
-                    let index = created.next().expect("a post per create");
-                    let answer = match &result {
-                        Ok(()) => Ok(committed[index].clone()),
-                        Err(e) => Err(StoreError::Sled(e.clone())),
-                    };
+                WriteRequest::Create { reply, .. }
+                | WriteRequest::Update { reply, .. }
+                | WriteRequest::Delete { reply, .. } => {
+                    // One change per local write.
+                    let answer = answer.and_then(|changes| {
+                        changes.into_iter().next().ok_or(Err(StoreError::Closed))
+                    });
                     reply.send(answer).ok();
                 }
                 WriteRequest::Apply { reply, .. } => {
-                    let answer = result.clone().map_err(StoreError::Sled);
+                    // A replicated batch refuses nothing: it only fails.
+                    let answer = answer.map_err(|e| e.err().unwrap_or(StoreError::Closed));
                     reply.send(answer).ok();
                 }
             }
         }
+    }
+
+    /// Makes the changes `request` asks for, given the round so far, and
+    /// adds them to `committed` and the round.
+    fn decide(
+        &mut self,
+        round: &mut Round<'_>,
+        request: &WriteRequest,
+        now: &str,
+        committed: &mut Vec<Change>,
+    ) -> Result<(), Result<Refusal, StoreError>> {
+        let checked = |round: &Round<'_>, id: u64, expect: &Expect| {
+            let live = round.live(id).map_err(Err)?.ok_or(Ok(Refusal::NotFound))?;
+            if expect.allows(live.stored.seq) {
+                Ok(live)
+            } else {
+                Err(Ok(Refusal::Precondition(live.stored.seq)))
+            }
+        };
+        let mut put = |round: &mut Round<'_>, change: Change| {
+            round.put(&change).map_err(Err)?;
+            committed.push(change);
+            Ok(())
+        };
+        match request {
+            WriteRequest::Create { post, .. } => {
+                let seq = self.take_seq();
+                let post = post.clone().into_post(seq, now.to_owned());
+                put(round, Change::Created(Stored::new(post, seq)))
+            }
+            WriteRequest::Update {
+                id, patch, expect, ..
+            } => {
+                let live = checked(round, *id, expect)?;
+                let seq = self.take_seq();
+                let post = patch.apply(&live.stored.post, now.to_owned());
+                put(round, Change::Updated(Stored::new(post, seq)))
+            }
+            WriteRequest::Delete { id, expect, .. } => {
+                checked(round, *id, expect)?;
+                let seq = self.take_seq();
+                put(round, Change::Deleted { id: *id, seq })
+            }
+            WriteRequest::Apply { entries, .. } => {
+                for entry in entries {
+                    self.next_seq = self.next_seq.max(entry.seq() + 1);
+                    let change = match entry {
+                        Logged::Created(stored) => Change::Created(stored.clone()),
+                        Logged::Updated { seq, id, patch, at } => {
+                            let Some(live) = round.live(*id).map_err(Err)? else {
+                                log::error!("store: change {seq} edits post {id}, which is not here; skipped");
+                                continue;
+                            };
+                            let post = patch.apply(&live.stored.post, at.clone());
+                            Change::Updated(Stored::new(post, *seq))
+                        }
+                        Logged::Deleted { seq, id } => Change::Deleted { id: *id, seq: *seq },
+                    };
+                    put(round, change)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
     }
 }

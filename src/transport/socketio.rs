@@ -8,12 +8,19 @@
 //! after it joined the hub), so the recovery id it carries names the exact
 //! point after which every post reaches the client.
 //!
-//! Recovery: each `newPost` carries its post id as the offset; a client
+//! Events to the client: `newPost` and `postUpdated` (`{post, seq}`),
+//! `postDeleted` (`{id, seq}`). From the client, with acks: `createPost`,
+//! `updatePost` (`{id, title?, content?, author?}`) and `deletePost`
+//! (`{id}`), answered `{post}`, `{post}` and `{id}`, or `{error}` exactly
+//! as the HTTP API's errors.
+//!
+//! Recovery: each event carries its change's seq as the offset; a client
 //! that comes back with `offset` (or `auth.since`, or only the `pid`, which
-//! encodes where it started) is replayed every stored post after that point
-//! from sled, then goes live, with no gap and no duplicate.
+//! encodes where it started) is replayed every change after that point from
+//! sled (compacted), then goes live, with no gap and no duplicate.
 
 use crate::config::SocketIoOptions;
+use crate::feed::publish::Expect;
 use crate::feed::wire::{self, Wire};
 use crate::feed::{Feed, Liveness};
 use crate::http::{ApiError, Server};
@@ -23,7 +30,7 @@ use crate::socketio::engine::{random_id, CloseReason, Engine, EngineConfig};
 use crate::socketio::socket::{Event, Namespace, Socket, SocketIo};
 use async_trait::async_trait;
 use futures::StreamExt;
-use livefeed_actors::{Close, ConnectionId, Delivery, Inbound, Outbound};
+use livefeed_actors::{Close, ConnectionId, Delivery, Inbound, Joined, Outbound};
 use serde_json::Value;
 use std::io;
 use std::sync::Arc;
@@ -79,8 +86,12 @@ pub fn mount(
     Some(engine)
 }
 
-/// The event a client emits to publish (with an ack for the result).
+/// The event a client emits to create a post (with an ack for the result).
 pub const CREATE_POST: &str = "createPost";
+/// The event a client emits to edit a post.
+pub const UPDATE_POST: &str = "updatePost";
+/// The event a client emits to delete a post.
+pub const DELETE_POST: &str = "deletePost";
 
 /// The main namespace: `recovery` turns connection state recovery (pid
 /// and offsets) on.
@@ -92,7 +103,7 @@ struct FeedNamespace {
 /// Where a (re)connecting client wants its feed to start.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Resume {
-    /// Replay stored posts with a higher id first.
+    /// Replay the stored changes after this seq first.
     pub since: Option<u64>,
     /// The client's recovery id, when it is one of ours.
     pub pid: Option<String>,
@@ -107,7 +118,7 @@ impl Resume {
         let auth: Value = serde_json::from_str(auth).unwrap_or(Value::Null);
         let since = match auth.get("since") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(as_id(v).ok_or("since must be a post id (an unsigned integer)")?),
+            Some(v) => Some(as_id(v).ok_or("since must be a seq (an unsigned integer)")?),
         };
         if !recovery {
             return Ok(Self { since, pid: None });
@@ -137,9 +148,9 @@ fn as_id(v: &Value) -> Option<u64> {
     }
 }
 
-/// A recovery id is `<random id>-<newest post id when it was issued>`.
-fn new_pid(last_post_id: Option<u64>) -> String {
-    format!("{}-{}", random_id(), last_post_id.unwrap_or(0))
+/// A recovery id is `<random id>-<newest seq when it was issued>`.
+fn new_pid(last_seq: Option<u64>) -> String {
+    format!("{}-{}", random_id(), last_seq.unwrap_or(0))
 }
 
 fn pid_start(pid: &str) -> Option<u64> {
@@ -168,17 +179,22 @@ impl Namespace for FeedNamespace {
     }
 
     fn event(&self, socket: &Socket, event: Event) {
-        if event.name != CREATE_POST {
+        if ![CREATE_POST, UPDATE_POST, DELETE_POST].contains(&event.name.as_str()) {
             return;
         }
         let feed = self.feed.clone();
         let socket = socket.clone();
         async_std::task::spawn(async move {
-            let reply = match create_post(&feed, socket.auth(), event.args.first()).await {
-                Ok(post) => wire::created_ack(&post),
+            let auth: Value = serde_json::from_str(socket.auth()).unwrap_or(Value::Null);
+            let token = auth.get("token").and_then(Value::as_str);
+            // No argument is refused like a JSON `null` body: credential
+            // first, then a 422 naming the body.
+            let body = event.args.first().map_or("null", String::as_str);
+            let reply = match write(&feed, &event.name, token, body).await {
+                Ok(reply) => reply,
                 Err(e) => {
                     if let Some(detail) = &e.detail {
-                        log::warn!("socket.io createPost failed: {detail}");
+                        log::warn!("socket.io {} failed: {detail}", event.name);
                     }
                     e.body()
                 }
@@ -190,16 +206,52 @@ impl Namespace for FeedNamespace {
     }
 }
 
-/// `createPost`: the HTTP API's `POST /posts` over the socket. With a
-/// publish token configured, the client must have connected with
-/// `auth: {token}`.
-async fn create_post(feed: &Feed, auth: &str, body: Option<&String>) -> Result<Arc<str>, ApiError> {
-    let auth: Value = serde_json::from_str(auth).unwrap_or(Value::Null);
-    let token = auth.get("token").and_then(Value::as_str);
-    // No argument is refused like a JSON `null` body: credential first,
-    // then a 422 naming the body.
-    let body = body.map_or(&b"null"[..], |b| b.as_bytes());
-    Ok(feed.create(token, body).await?.json)
+/// `createPost`, `updatePost` or `deletePost`: the HTTP API's `POST
+/// /posts`, `PATCH` and `DELETE /posts/{id}` over the socket, with the same
+/// validation and errors. With a publish token configured, the client must
+/// have connected with `auth: {token}`. Answers the ack's JSON.
+async fn write(
+    feed: &Feed,
+    event: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Result<String, ApiError> {
+    if event == CREATE_POST {
+        let stored = feed.create(token, body.as_bytes()).await?;
+        return Ok(wire::post_ack(&stored.json));
+    }
+    // The credential first, as over HTTP; then `{id, ...fields}`: the id
+    // names the post, the rest is the edit.
+    feed.may_publish(token)?;
+    let mut fields = match serde_json::from_str::<Value>(body) {
+        Ok(Value::Object(fields)) => fields,
+        _ => {
+            return Err(ApiError::invalid_field(
+                "body",
+                format!("emit {event} with {{id, ...}}"),
+            ))
+        }
+    };
+    let id = match fields.remove("id") {
+        Some(v) if as_id(&v).is_some() => as_id(&v).unwrap_or_default(),
+        other => {
+            let shown = other.map_or_else(|| "nothing".to_owned(), |v| v.to_string());
+            return Err(ApiError::bad_request(
+                "invalid_id",
+                format!("`{shown}` is not a post id"),
+            ));
+        }
+    };
+    if event == UPDATE_POST {
+        let patch = Value::Object(fields).to_string();
+        let stored = feed
+            .update(token, id, patch.as_bytes(), Expect::Live)
+            .await?;
+        Ok(wire::post_ack(&stored.json))
+    } else {
+        feed.delete(token, id, Expect::Live).await?;
+        Ok(wire::deleted_ack(id))
+    }
 }
 
 /// The connection actor's writer: the client's socket in `/`.
@@ -215,10 +267,10 @@ fn gone(reason: CloseReason) -> io::Error {
 
 #[async_trait]
 impl Outbound for SocketSink {
-    async fn welcome(&mut self, _id: ConnectionId, last_post_id: Option<u64>) -> io::Result<()> {
+    async fn welcome(&mut self, _id: ConnectionId, joined: Joined) -> io::Result<()> {
         let pid = self
             .recovery
-            .then(|| self.pid.clone().unwrap_or_else(|| new_pid(last_post_id)));
+            .then(|| self.pid.clone().unwrap_or_else(|| new_pid(joined.seq)));
         if self.socket.accept(pid.as_deref()) {
             Ok(())
         } else {

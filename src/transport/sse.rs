@@ -9,12 +9,16 @@
 //!
 //! The stream:
 //! ```text
-//! retry: 3000          <- on connect; with `id: <newest post id>` when the
+//! retry: 3000          <- on connect; with `id: <newest seq>` when the
 //! id: 41                  client did not ask for a replay (see below)
 //!
 //! id: 42
 //! event: newPost
-//! data: {"post":{"id":42,...}}
+//! data: {"post":{"id":42,...},"seq":42}
+//!
+//! id: 43
+//! event: postUpdated   <- or postDeleted: data {"id":42,"seq":43}
+//! data: {"post":{"id":42,...},"seq":43}
 //!
 //! : ping               <- every heartbeat interval
 //! ```
@@ -26,7 +30,7 @@ use async_trait::async_trait;
 use futures::channel::oneshot;
 use futures::io::{AsyncBufRead, AsyncRead};
 use futures::{FutureExt, Stream, StreamExt};
-use livefeed_actors::{Close, ConnectionId, Delivery, Outbound};
+use livefeed_actors::{Close, ConnectionId, Delivery, Joined, Outbound};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -84,7 +88,7 @@ async fn subscribe(feed: Arc<Feed>, req: Request<()>) -> Response {
         .build()
 }
 
-/// Where a replay starts: `Last-Event-ID` (what a reconnecting
+/// Where a replay starts (a seq): `Last-Event-ID` (what a reconnecting
 /// `EventSource` sends, so it wins) or else `?since`.
 fn resume_point(req: &Request<()>) -> Result<Option<u64>, ApiError> {
     let header = req
@@ -95,7 +99,7 @@ fn resume_point(req: &Request<()>) -> Result<Option<u64>, ApiError> {
         Some(value) => value.parse::<u64>().map(Some).map_err(|_| {
             ApiError::bad_request(
                 "invalid_last_event_id",
-                "Last-Event-ID must be a post id (an unsigned integer)",
+                "Last-Event-ID must be a seq (an unsigned integer)",
             )
         }),
         None => since_param(req),
@@ -120,8 +124,8 @@ impl SseSink {
 
 #[async_trait]
 impl Outbound for SseSink {
-    async fn welcome(&mut self, _id: ConnectionId, last_post_id: Option<u64>) -> io::Result<()> {
-        let hello = wire::sse_hello(self.replaying, last_post_id);
+    async fn welcome(&mut self, _id: ConnectionId, joined: Joined) -> io::Result<()> {
+        let hello = wire::sse_hello(self.replaying, joined);
         self.send(hello.into()).await
     }
 

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use futures::StreamExt;
-use livefeed_actors::{Close, ConnectionId, Delivery, Inbound, Outbound};
+use livefeed_actors::{Close, ConnectionId, Delivery, Inbound, Joined, Outbound};
 use std::borrow::Cow;
 use std::io;
 use std::sync::Arc;
@@ -108,9 +108,9 @@ impl Outbound for WsSink {
         self.cork.set(more);
     }
 
-    async fn welcome(&mut self, id: ConnectionId, last_post_id: Option<u64>) -> io::Result<()> {
+    async fn welcome(&mut self, id: ConnectionId, joined: Joined) -> io::Result<()> {
         self.cork.set(false);
-        let frame = wire::ws_welcome(id, last_post_id);
+        let frame = wire::ws_welcome(id, joined);
         self.conn.send_string(frame).await.map_err(to_io)
     }
 

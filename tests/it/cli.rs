@@ -213,3 +213,99 @@ async fn tail_prints_readable_lines_of_live_posts() {
     );
     server.stop().await;
 }
+
+/// `livefeed edit` and `livefeed delete` change the post as `PATCH` and
+/// `DELETE` do (with `--if-match`, and the token), and `tail` prints both
+/// changes, the edit as the post now is.
+#[async_std::test]
+async fn edit_and_delete_and_tail_prints_them() {
+    let server = TestServer::start_with(|c| c.publish_token = Some("tok".into())).await;
+    let url = server.url();
+    let auth = [
+        ("Content-Type", "application/json"),
+        ("Authorization", "Bearer tok"),
+    ];
+    let body = br#"{"title":"t","content":"c","author":"ada"}"#;
+    let created = server.request("POST", "/posts", &auth, body).await;
+    assert_eq!(created.status, 201);
+    let tail = Tail::spawn(&["--url", &url, "--json", "--since", "0"]);
+    assert_eq!(tail.line(), served(&server, 1).await);
+    let human = Tail::spawn(&["--url", &url, "--since", "1"]);
+
+    let no_token = run(&["edit", "--url", &url, "--id", "1", "--title", "x"], &[]).await;
+    assert!(!no_token.status.success());
+    assert!(
+        stderr(&no_token).contains("401 unauthorized"),
+        "{}",
+        stderr(&no_token)
+    );
+    let stale = [
+        "edit",
+        "--url",
+        &url,
+        "--token",
+        "tok",
+        "--id",
+        "1",
+        "--title",
+        "x",
+        "--if-match",
+        "7",
+    ];
+    let out = run(&stale, &[]).await;
+    assert!(
+        stderr(&out).contains("412 precondition_failed"),
+        "{}",
+        stderr(&out)
+    );
+    let args = [
+        "edit",
+        "--url",
+        &url,
+        "--token",
+        "tok",
+        "--id",
+        "1",
+        "--title",
+        "New",
+        "--anonymous",
+        "--if-match",
+        "1",
+    ];
+    let out = run(&args, &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let edited: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(
+        (edited["title"].as_str(), edited["author"].clone()),
+        (Some("New"), serde_json::Value::Null)
+    );
+    assert_eq!(
+        tail.line(),
+        served(&server, 1).await,
+        "tail prints the edited post"
+    );
+    let line = human.line();
+    assert!(
+        line.starts_with("#1 ") && line.contains(" edited ") && line.contains("anonymous: New"),
+        "{line}"
+    );
+
+    let args = ["delete", "--url", &url, "--id", "1"];
+    let out = run(&args, &[("LIVEFEED_PUBLISH_TOKEN", "tok")]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "", "a delete prints nothing");
+    assert_eq!(tail.line(), r#"{"id":1,"seq":3,"deleted":true}"#);
+    assert_eq!(human.line(), "#1 deleted");
+    let again = run(&args, &[("LIVEFEED_PUBLISH_TOKEN", "tok")]).await;
+    assert!(
+        stderr(&again).contains("404 not_found"),
+        "{}",
+        stderr(&again)
+    );
+    let nothing = run(&["edit", "--url", &url, "--id", "1"], &[]).await;
+    assert!(
+        stderr(&nothing).contains("nothing to change"),
+        "{}",
+        stderr(&nothing)
+    );
+}

@@ -35,25 +35,25 @@ const RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 // ---------------------------------------------------------------- nodes --
 
-fn node_config(redis: &Redis, dir: &Path) -> Config {
+pub(crate) fn node_config(redis: &Redis, dir: &Path) -> Config {
     let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir);
     config.cluster.redis_url = Some(RedisUrl::parse(&redis.url()).unwrap());
     config
 }
 
 /// An in-process node.
-fn spawn_node(redis: &Redis, dir: &Path) -> Handle {
+pub(crate) fn spawn_node(redis: &Redis, dir: &Path) -> Handle {
     Handle::spawn(node_config(redis, dir)).expect("node starts")
 }
 
 /// A node in its own `livefeed` process, so that it can be killed with -9.
-struct ProcessNode {
-    addr: SocketAddr,
+pub(crate) struct ProcessNode {
+    pub(crate) addr: SocketAddr,
     child: Child,
 }
 
 impl ProcessNode {
-    fn spawn(redis: &Redis, dir: &Path) -> Self {
+    pub(crate) fn spawn(redis: &Redis, dir: &Path) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_livefeed"))
             .args(["--addr", "127.0.0.1:0", "--log-format", "pretty"])
             .arg("--data-dir")
@@ -95,7 +95,7 @@ impl ProcessNode {
         Self { addr, child }
     }
 
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         self.child.kill().ok();
         self.child.wait().ok();
     }
@@ -109,7 +109,7 @@ impl Drop for ProcessNode {
 
 /// Two nodes on their own data dirs, both ready; the dirs live as long as
 /// the returned guard.
-async fn two_ready_nodes(redis: &Redis) -> (Handle, Handle, [tempfile::TempDir; 2]) {
+pub(crate) async fn two_ready_nodes(redis: &Redis) -> (Handle, Handle, [tempfile::TempDir; 2]) {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let a = spawn_node(redis, dirs[0].path());
     let b = spawn_node(redis, dirs[1].path());
@@ -119,7 +119,7 @@ async fn two_ready_nodes(redis: &Redis) -> (Handle, Handle, [tempfile::TempDir; 
 }
 
 /// Waits for `/readyz` to answer 200.
-async fn wait_ready(addr: SocketAddr) {
+pub(crate) async fn wait_ready(addr: SocketAddr) {
     wait_until_for(WAIT, "node ready", || async move {
         matches!(http(addr, "GET", "/readyz", None).await, Ok((200, _)))
     })
@@ -130,7 +130,7 @@ async fn wait_ready(addr: SocketAddr) {
 
 /// One request with a JSON body (empty without `body`) through the tests'
 /// API client: `(status, body)`; a killed node is an error, not a panic.
-async fn http(
+pub(crate) async fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,

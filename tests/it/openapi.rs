@@ -14,6 +14,8 @@ const NOT_EXERCISED: &[(&str, &str, &str)] = &[
     ("/posts", "post", "503"),
     ("/posts", "get", "503"),
     ("/posts/{id}", "get", "503"),
+    ("/posts/{id}", "patch", "503"),
+    ("/posts/{id}", "delete", "503"),
     // Cluster mode only (tests/it/cluster.rs, with a Redis server).
     ("/readyz", "get", "503"),
 ];
@@ -240,6 +242,62 @@ async fn real_responses_match_the_document() {
         c.check("get", "/posts/{id}", &response);
     }
 
+    // Edits and deletes (post 1 is Hi, post 2 the anonymous one).
+    let patch = |target: &'static str, body: &'static [u8]| {
+        Request::new("PATCH", target)
+            .header("Content-Type", JSON)
+            .body(body)
+    };
+    let edits: [(Request<'_>, u16); 10] = [
+        (patch("/posts/1", br#"{"title":"Hi again"}"#), 200),
+        (
+            patch("/posts/1", br#"{"author":null}"#).header("If-Match", "\"3\""),
+            200,
+        ),
+        (
+            patch("/posts/1", br#"{"title":"x"}"#).header("If-Match", "\"1\""),
+            412,
+        ),
+        (patch("/posts/99", br#"{"title":"x"}"#), 404),
+        (patch("/posts/x", br#"{"title":"x"}"#), 400),
+        (patch("/posts/1", b"{"), 400),
+        (patch("/posts/1", b"{}"), 422),
+        (patch("/posts/1", br#"{"title":""}"#), 422),
+        (
+            Request::new("PATCH", "/posts/1")
+                .header("Content-Type", "text/plain")
+                .body(b"x"),
+            415,
+        ),
+        (patch("/posts/1", &[b' '; 70 * 1024]), 413),
+    ];
+    for (request, status) in edits {
+        let response = send(&server, request).await;
+        assert_eq!(response.status, status, "{}", response.text());
+        c.check("patch", "/posts/{id}", &response);
+    }
+    let deletes: [(Request<'_>, u16); 5] = [
+        (
+            Request::new("DELETE", "/posts/2").header("If-Match", "\"1\""),
+            412,
+        ),
+        (
+            Request::new("DELETE", "/posts/2").header("If-Match", "\"2\""),
+            204,
+        ),
+        (Request::new("DELETE", "/posts/2"), 404),
+        (Request::new("DELETE", "/posts/x"), 400),
+        (
+            Request::new("DELETE", "/posts/99").header("If-Match", "*"),
+            404,
+        ),
+    ];
+    for (request, status) in deletes {
+        let response = send(&server, request).await;
+        assert_eq!(response.status, status, "{}", response.text());
+        c.check("delete", "/posts/{id}", &response);
+    }
+
     // Streams.
     let mut events = within(server.api().events(None)).await.unwrap();
     let head = Response {
@@ -375,6 +433,15 @@ async fn real_responses_match_the_document() {
     let refused = send(&guarded, post_json(br#"{"title":"t","content":"c"}"#)).await;
     assert_eq!(refused.status, 401);
     c.check("post", "/posts", &refused);
+    let edit = Request::new("PATCH", "/posts/1")
+        .header("Content-Type", JSON)
+        .body(br#"{"title":"t"}"#);
+    let refused = send(&guarded, edit).await;
+    assert_eq!(refused.status, 401);
+    c.check("patch", "/posts/{id}", &refused);
+    let refused = send(&guarded, Request::new("DELETE", "/posts/1")).await;
+    assert_eq!(refused.status, 401);
+    c.check("delete", "/posts/{id}", &refused);
     let full = get(&guarded, "/events").await;
     assert_eq!(full.status, 503);
     c.check("get", "/events", &full);
@@ -460,6 +527,7 @@ fn the_checker_rejects_what_the_document_does_not_allow() {
         headers: vec![
             ("content-type".into(), content_type.into()),
             ("location".into(), "/posts/1".into()),
+            ("etag".into(), "\"1\"".into()),
         ],
         body: body.as_bytes().to_vec(),
     };
@@ -474,7 +542,7 @@ fn the_checker_rejects_what_the_document_does_not_allow() {
             r.text()
         );
     };
-    let good = r#"{"id":1,"title":"t","content":"c","author":null,"createdAt":"2026-11-25T21:40:00.123Z"}"#;
+    let good = r#"{"id":1,"title":"t","content":"c","author":null,"createdAt":"2026-11-25T21:40:00.123Z","updatedAt":null}"#;
     contract.check("get", "/posts/{id}", &response(200, JSON, good));
     fails("get", "/posts/{id}", response(200, JSON, r#"{"id":1}"#));
     let bad_time = good.replace("2026-11-25T21:40:00.123Z", "yesterday");
@@ -488,4 +556,7 @@ fn the_checker_rejects_what_the_document_does_not_allow() {
     let mut bad_location = response(201, JSON, good);
     bad_location.headers[1].1 = "/elsewhere".into();
     fails("post", "/posts", bad_location);
+    let mut bad_etag = response(200, JSON, good);
+    bad_etag.headers[2].1 = "W/\"1\"".into();
+    fails("get", "/posts/{id}", bad_etag);
 }

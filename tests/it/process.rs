@@ -99,6 +99,62 @@ async fn a_201_survives_kill_9() {
     again.child.wait().unwrap();
 }
 
+/// An edit's 200 and a delete's 204 mean on disk too: after `kill -9` the
+/// edited posts come back edited, the deleted ones stay deleted, and a
+/// client resuming from before learns of both.
+#[async_std::test]
+async fn edits_and_deletes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut proc = spawn(dir.path());
+    let json = [("Content-Type", "application/json")];
+    for i in 0..10 {
+        let body = format!(r#"{{"title":"post {i}","content":"c"}}"#);
+        let res = common::request(proc.addr, "POST", "/posts", &json, body.as_bytes()).await;
+        assert_eq!(res.status, 201);
+    }
+    let mut edited = Vec::new();
+    for id in (1..=10u64).step_by(2) {
+        let body = format!(r#"{{"title":"edited {id}"}}"#);
+        let path = format!("/posts/{id}");
+        let res = common::request(proc.addr, "PATCH", &path, &json, body.as_bytes()).await;
+        assert_eq!(res.status, 200, "{}", res.text());
+        edited.push(res.json());
+        let res =
+            common::request(proc.addr, "DELETE", &format!("/posts/{}", id + 1), &[], b"").await;
+        assert_eq!(res.status, 204);
+    }
+    proc.child.kill().unwrap(); // SIGKILL
+    proc.child.wait().unwrap();
+
+    let mut again = spawn(dir.path());
+    for post in &edited {
+        let id = post["id"].as_u64().unwrap();
+        let res = common::request(again.addr, "GET", &format!("/posts/{id}"), &[], b"").await;
+        assert_eq!(&res.json(), post, "edit of post {id} lost");
+        let res = common::request(again.addr, "GET", &format!("/posts/{}", id + 1), &[], b"").await;
+        assert_eq!(res.status, 404, "delete of post {} lost", id + 1);
+    }
+    let mut ws = common::Ws::connect(again.addr, "?since=10").await;
+    assert_eq!(ws.welcome_data().await["lastSeq"], 20);
+    let mut events = Vec::new();
+    for _ in 0..10 {
+        let change = ws.change().await;
+        events.push((change.event.clone(), change.post_id()));
+    }
+    let expected: Vec<_> = (1..=10u64)
+        .step_by(2)
+        .flat_map(|id| {
+            [
+                ("postUpdated".to_owned(), id),
+                ("postDeleted".to_owned(), id + 1),
+            ]
+        })
+        .collect();
+    assert_eq!(events, expected);
+    again.child.kill().unwrap();
+    again.child.wait().unwrap();
+}
+
 #[test]
 fn a_second_instance_on_the_same_data_dir_fails_fast() {
     let dir = tempfile::tempdir().unwrap();

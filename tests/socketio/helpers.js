@@ -1,7 +1,8 @@
 'use strict';
 // Helpers for livefeed's Socket.IO end-to-end tests: start/stop the real
 // server binary (or the conformance example) on a free port with a temp
-// data dir, publish posts over HTTP, and wait for events. Every wait has a
+// data dir, create, edit and delete posts over HTTP, and record the change
+// events (newPost, postUpdated, postDeleted) clients receive. Every wait has a
 // timeout; nothing sleeps to synchronise.
 
 const { spawn } = require('node:child_process');
@@ -9,6 +10,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
+const WebSocket = require('ws');
 
 const REPO = path.resolve(__dirname, '..', '..');
 const LIVEFEED_BIN = process.env.LIVEFEED_BIN || path.join(REPO, 'target', 'release', 'livefeed');
@@ -148,15 +150,59 @@ class Livefeed extends Proc {
 
   /** Creates a post over HTTP; resolves with the stored post. */
   async publish(title, content = 'body', headers = {}) {
-    const res = await fetch(`${this.url}/posts`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...headers },
-      body: JSON.stringify({ title, content }),
+    return (await this.create(title, content, headers)).post;
+  }
+
+  /**
+   * One HTTP request: resolves with `{status, body, seq}`, `body` the
+   * parsed JSON (null when empty) and `seq` the number in the `ETag`
+   * (`"<seq>"`), or null without one.
+   */
+  async request(method, urlPath, { body, headers = {} } = {}) {
+    const res = await fetch(this.url + urlPath, {
+      method,
+      headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+      body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(WAIT),
     });
-    const body = await res.json();
-    if (res.status !== 201) throw new Error(`publish failed: ${res.status} ${JSON.stringify(body)}`);
-    return body;
+    const text = await res.text();
+    const etag = res.headers.get('etag');
+    const m = etag && /^"(\d+)"$/.exec(etag);
+    return { status: res.status, body: text ? JSON.parse(text) : null, seq: m ? Number(m[1]) : null };
+  }
+
+  /** `POST /posts`; resolves with `{post, seq}` (its seq is its id). */
+  async create(title, content = 'body', headers = {}) {
+    const res = await this.request('POST', '/posts', { body: { title, content }, headers });
+    if (res.status !== 201) throw new Error(`publish failed: ${res.status} ${JSON.stringify(res.body)}`);
+    return { post: res.body, seq: res.seq };
+  }
+
+  /** `PATCH /posts/{id}`; resolves with `{post, seq}` (the edit's seq). */
+  async edit(id, fields, headers = {}) {
+    const res = await this.request('PATCH', `/posts/${id}`, { body: fields, headers });
+    if (res.status !== 200) throw new Error(`edit of ${id} failed: ${res.status} ${JSON.stringify(res.body)}`);
+    return { post: res.body, seq: res.seq };
+  }
+
+  /** `DELETE /posts/{id}` (204 expected). */
+  async remove(id, headers = {}) {
+    const res = await this.request('DELETE', `/posts/${id}`, { headers });
+    if (res.status !== 204) throw new Error(`delete of ${id} failed: ${res.status} ${JSON.stringify(res.body)}`);
+  }
+
+  /** Every live post (`GET /posts`, all pages), in ascending id order. */
+  async allPosts() {
+    const posts = [];
+    let query = '?limit=100';
+    for (;;) {
+      const res = await this.request('GET', `/posts${query}`);
+      if (res.status !== 200) throw new Error(`GET /posts failed: ${res.status} ${JSON.stringify(res.body)}`);
+      posts.push(...res.body.posts);
+      if (res.body.next == null) break;
+      query = `?limit=100&before=${res.body.next}`;
+    }
+    return posts.sort((a, b) => a.id - b.id);
   }
 }
 
@@ -171,16 +217,19 @@ class Conformance extends Proc {
 }
 
 /**
- * Records every newPost a socket.io client receives; `waitFor(n)` resolves
- * once n posts arrived.
+ * Records every newPost a socket.io client receives (`{post, seq}`, then
+ * the seq as the recovery offset); `waitFor(n)` resolves once n posts
+ * arrived.
  */
 class PostLog {
   constructor(socket) {
     this.posts = [];
+    this.seqs = [];
     this.offsets = [];
     this.waiters = [];
     socket.on('newPost', (data, offset) => {
       this.posts.push(data.post);
+      this.seqs.push(data.seq);
       this.offsets.push(offset);
       this.waiters = this.waiters.filter((w) => !w());
     });
@@ -208,4 +257,113 @@ class PostLog {
   }
 }
 
-module.exports = { WAIT, Livefeed, Conformance, PostLog, freePort, nextEvent, until, withTimeout };
+/** The three events a change reaches a client as. */
+const CHANGE_EVENTS = ['newPost', 'postUpdated', 'postDeleted'];
+
+/**
+ * Records every change event in arrival order, as `{event, data, offset}`
+ * (`offset` is what Socket.IO passes after the data; undefined on /ws), and
+ * the view they build: newPost and postUpdated set the post, postDeleted
+ * removes it. Subclasses feed `record`.
+ */
+class ChangeLog {
+  constructor() {
+    this.changes = [];
+    this.view = new Map();
+    this.waiters = [];
+  }
+
+  record(event, data, offset) {
+    this.changes.push({ event, data, offset });
+    if (event === 'postDeleted') this.view.delete(data.id);
+    else this.view.set(data.post.id, data.post);
+    this.waiters = this.waiters.filter((w) => !w());
+  }
+
+  get seqs() {
+    return this.changes.map((c) => c.data.seq);
+  }
+
+  /** The view's posts in ascending id order (as `allPosts` lists them). */
+  get posts() {
+    return [...this.view.values()].sort((a, b) => a.id - b.id);
+  }
+
+  /** Resolves once `check()` holds after some change (or already holds). */
+  waitUntil(check, what, ms = WAIT) {
+    return withTimeout(
+      new Promise((resolve) => {
+        const w = () => {
+          if (check()) {
+            resolve(this.changes);
+            return true;
+          }
+          return false;
+        };
+        if (!w()) this.waiters.push(w);
+      }),
+      ms,
+      `${what} (have ${this.changes.length} changes, last seq ${this.seqs.at(-1)})`,
+    );
+  }
+
+  /** Resolves once n changes arrived. */
+  waitFor(n, ms = WAIT) {
+    return this.waitUntil(() => this.changes.length >= n, `${n} changes`, ms);
+  }
+
+  /** Resolves once a change with seq >= `seq` arrived. */
+  waitForSeq(seq, ms = WAIT) {
+    return this.waitUntil(() => this.changes.some((c) => c.data.seq >= seq), `a change with seq >= ${seq}`, ms);
+  }
+}
+
+/** A socket.io client's change events. */
+class SocketChangeLog extends ChangeLog {
+  constructor(socket) {
+    super();
+    for (const event of CHANGE_EVENTS) socket.on(event, (data, offset) => this.record(event, data, offset));
+  }
+}
+
+/**
+ * A /ws client (the `ws` package) recording its change frames; `opened`
+ * resolves with the welcome's data.
+ */
+class WsChangeLog extends ChangeLog {
+  constructor(url) {
+    super();
+    this.ws = new WebSocket(url);
+    this.opened = withTimeout(
+      new Promise((resolve, reject) => {
+        this.ws.on('error', reject);
+        this.ws.on('message', (raw) => {
+          const frame = JSON.parse(raw.toString());
+          if (frame.event === 'welcome') resolve(frame.data);
+          else if (CHANGE_EVENTS.includes(frame.event)) this.record(frame.event, frame.data, undefined);
+        });
+      }),
+      WAIT,
+      `/ws welcome from ${url}`,
+    );
+  }
+
+  close() {
+    this.ws.close();
+  }
+}
+
+module.exports = {
+  WAIT,
+  CHANGE_EVENTS,
+  Livefeed,
+  Conformance,
+  PostLog,
+  ChangeLog,
+  SocketChangeLog,
+  WsChangeLog,
+  freePort,
+  nextEvent,
+  until,
+  withTimeout,
+};

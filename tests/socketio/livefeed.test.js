@@ -50,10 +50,14 @@ describe('socket.io-client against livefeed', () => {
     });
     await connected(socket);
     const got = nextEvent(socket, 'newPost');
-    const post = await server.publish('from the seed');
-    await got;
+    const { post, seq } = await server.create('from the seed');
+    const [data] = await got;
     assert.deepEqual(list, [post]);
     assert.equal(typeof list[0].createdAt, 'string');
+    assert.equal(list[0].updatedAt, null);
+    // The payload is {post, seq}: a create's seq is the new post's id.
+    assert.deepEqual(data, { post, seq });
+    assert.equal(seq, post.id);
   });
 
   it('default io(url) starts with polling, upgrades to websocket and receives newPost', async () => {
@@ -61,11 +65,12 @@ describe('socket.io-client against livefeed', () => {
     const upgraded = new Promise((resolve) => socket.io.on('open', () => socket.io.engine.once('upgrade', resolve)));
     await connected(socket);
     const log = new PostLog(socket);
-    const post = await server.publish('default');
+    const { post, seq } = await server.create('default');
     await log.waitFor(1);
     assert.deepEqual(log.posts, [post]);
-    // With recovery on (livefeed's default), the post's id is its offset.
-    assert.deepEqual(log.offsets, [String(post.id)]);
+    assert.deepEqual(log.seqs, [seq]);
+    // With recovery on (livefeed's default), the change's seq is its offset.
+    assert.deepEqual(log.offsets, [String(seq)]);
     const transport = await withTimeout(upgraded, WAIT, 'upgrade to websocket');
     assert.equal(transport.name, 'websocket');
     const post2 = await server.publish('after upgrade');
@@ -108,10 +113,10 @@ describe('socket.io-client against livefeed', () => {
     assert.equal(bad.error.field, 'title');
   });
 
-  it('CONNECT is answered with sid and pid; auth {since} replays posts after that id', async () => {
-    const first = await server.publish('history 1');
+  it('CONNECT is answered with sid and pid; auth {since} replays changes after that seq', async () => {
+    const { post: first, seq: since } = await server.create('history 1');
     const second = await server.publish('history 2');
-    const socket = track(client(server, { auth: { since: first.id } }));
+    const socket = track(client(server, { auth: { since } }));
     const log = new PostLog(socket);
     await connected(socket);
     assert.equal(typeof socket.id, 'string');
@@ -122,6 +127,8 @@ describe('socket.io-client against livefeed', () => {
     const ids = await log.waitFor(2);
     assert.deepEqual(ids.filter((id) => id > first.id && id <= third.id), ids, 'nothing at or before since');
     assert.ok(ids.includes(third.id));
+    assert.ok(log.seqs.every((seq) => seq > since), 'only seqs after since');
+    assert.deepEqual(log.offsets, log.seqs.map(String));
   });
 
   it('reconnects after its transport is killed and recovers missed posts exactly once', async () => {
@@ -144,6 +151,8 @@ describe('socket.io-client against livefeed', () => {
     const after = await server.publish('after reconnect');
     const ids = await log.waitFor(4);
     assert.deepEqual(ids, [before.id, missed[0].id, missed[1].id, after.id]);
+    // Offsets are the creates' seqs, which are the post ids.
+    assert.deepEqual(log.offsets, ids.map(String));
   });
 
   it('reconnects by itself (reconnection on) and misses nothing', async () => {
@@ -168,11 +177,13 @@ describe('socket.io-client against livefeed', () => {
   it('a /ws client and a socket.io client get the same posts in the same order', async () => {
     const ws = new WebSocket(`ws://127.0.0.1:${server.port}/ws`);
     const wsPosts = [];
+    const wsSeqs = [];
     let wsWaiter = null;
     ws.on('message', (raw) => {
       const frame = JSON.parse(raw.toString());
       if (frame.event === 'newPost') {
         wsPosts.push(frame.data.post);
+        wsSeqs.push(frame.data.seq);
         if (wsWaiter) wsWaiter();
       }
     });
@@ -201,6 +212,9 @@ describe('socket.io-client against livefeed', () => {
     assert.deepEqual(log.ids, ids);
     assert.deepEqual(wsPosts.map((p) => p.id), ids);
     assert.deepEqual(log.posts, wsPosts);
+    // {post, seq} on both, a create's seq being its post id.
+    assert.deepEqual(log.seqs, ids);
+    assert.deepEqual(wsSeqs, ids);
   });
 });
 
@@ -236,6 +250,7 @@ describe('recovery across a server restart', () => {
         const later = await server.publish('live again');
         const ids = await log.waitFor(4);
         assert.deepEqual(ids, [first.id, missed[0].id, missed[1].id, later.id]);
+        assert.deepEqual(log.offsets, ids.map(String));
       } finally {
         socket.disconnect();
       }
@@ -244,16 +259,18 @@ describe('recovery across a server restart', () => {
 });
 
 describe('livefeed flags', () => {
-  it('--socketio-recovery false: CONNECT carries only sid, newPost no offset', async () => {
+  it('--socketio-recovery false: CONNECT carries only sid, newPost {post, seq} but no offset', async () => {
     const server = await Livefeed.start(['--socketio-recovery', 'false']);
     const socket = client(server);
     try {
       const log = new PostLog(socket);
       await connected(socket);
       assert.equal(socket._pid, undefined);
-      const post = await server.publish('plain');
+      const { post, seq } = await server.create('plain');
       await log.waitFor(1);
       assert.deepEqual(log.posts, [post]);
+      // The data still carries the seq; only the offset argument is gone.
+      assert.deepEqual(log.seqs, [seq]);
       assert.deepEqual(log.offsets, [undefined]);
     } finally {
       socket.disconnect();

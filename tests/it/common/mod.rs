@@ -5,12 +5,15 @@
 //! - [`sse`]: `GET /events` read asynchronously;
 //! - [`ws`]: the `/ws` client;
 //! - [`sio`]: Socket.IO over a websocket, and the polling transport;
-//! - [`redis`]: a real `redis-server` for the cluster tests.
+//! - [`redis`]: a real `redis-server` for the cluster tests;
+//! - [`view`]: a client's view built from change frames, and the server's
+//!   state to compare it with.
 
 pub mod http;
 pub mod redis;
 pub mod sio;
 pub mod sse;
+pub mod view;
 pub mod ws;
 
 pub use http::{post_json, raw_exchange, request, Api, ClientError, Request, Response};

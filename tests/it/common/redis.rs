@@ -8,6 +8,8 @@
 use super::POLL;
 use async_std::task;
 use livefeed::cluster::resp::{Cmd, Conn, RedisError, RedisUrl, Value};
+use livefeed::cluster::stream::{decode, Fields};
+use livefeed::feed::Logged;
 use serde_json::Value as Json;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -124,10 +126,9 @@ impl Redis {
         Conn::connect(&url, Duration::from_secs(2)).await
     }
 
-    /// Every post in the stream, in stream order: `(id, post)`, each post
-    /// as the nodes serve it. Each entry `<id>-0` must be a create
-    /// (`op` = `create`, `post` = the post without its id).
-    pub async fn stream(&self) -> Vec<(u64, Json)> {
+    /// Every change in the stream, in stream order, as the log records it.
+    /// Each entry must be `<seq>-0` with an `op`.
+    pub async fn changes(&self) -> Vec<Logged> {
         let mut conn = self.conn().await.expect("redis is up");
         let reply = conn
             .call(
@@ -143,22 +144,35 @@ impl Redis {
             .map(|entry| {
                 let parts = entry.into_array().unwrap();
                 let id = String::from_utf8(parts[0].as_bytes().unwrap().to_vec()).unwrap();
-                let id: u64 = id.strip_suffix("-0").unwrap().parse().unwrap();
-                let fields = parts[1].clone().into_array().unwrap();
-                assert_eq!(fields.len(), 4, "entry {id}: {fields:?}");
-                assert_eq!(fields[0], Value::Bulk(b"op".to_vec()), "entry {id}");
-                assert_eq!(fields[1], Value::Bulk(b"create".to_vec()), "entry {id}");
-                assert_eq!(fields[2], Value::Bulk(b"post".to_vec()), "entry {id}");
-                let stored = livefeed::cluster::stream::decode(
-                    id,
-                    fields[1].as_bytes(),
-                    fields[3].as_bytes().unwrap(),
-                )
-                .unwrap_or_else(|e| panic!("entry {id} does not decode: {e}"));
-                assert_eq!(stored.post.id, id, "the entry id carries the post id");
+                let seq: u64 = id.strip_suffix("-0").unwrap().parse().unwrap();
+                let values = parts[1].clone().into_array().unwrap();
+                assert_eq!(values[0], Value::Bulk(b"op".to_vec()), "entry {seq}");
+                let mut fields = Fields::default();
+                for pair in values.chunks(2) {
+                    fields.set(pair[0].as_bytes().unwrap(), pair[1].as_bytes());
+                }
+                let change = decode(seq, &fields)
+                    .unwrap_or_else(|e| panic!("entry {seq} does not decode: {e}"));
+                assert_eq!(change.seq(), seq, "the entry id is the change's seq");
+                change
+            })
+            .collect()
+    }
+
+    /// Every post in the stream, in stream order: `(id, post)`, each post
+    /// as the nodes serve it. Every entry must be a create (its id is the
+    /// post's id).
+    pub async fn stream(&self) -> Vec<(u64, Json)> {
+        self.changes()
+            .await
+            .into_iter()
+            .map(|change| {
+                let Logged::Created(stored) = change else {
+                    panic!("not a create: {change:?}");
+                };
                 let post: Json = serde_json::from_str(&stored.json).unwrap();
-                assert_eq!(post["id"], id, "the entry id carries the post id");
-                (id, post)
+                assert_eq!(post["id"], stored.seq, "the entry id carries the post id");
+                (stored.seq, post)
             })
             .collect()
     }

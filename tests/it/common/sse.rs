@@ -102,3 +102,20 @@ pub async fn post_ids(stream: &mut EventStream, n: usize) -> Vec<u64> {
     }
     ids
 }
+
+/// The next change event (skipping the connect block and comments),
+/// checking that its `id:` is its seq.
+pub async fn next_change(stream: &mut EventStream) -> super::view::Change {
+    loop {
+        let event = next_event(stream).await;
+        let Some(data) = event.data.as_deref() else {
+            continue; // the connect block
+        };
+        let change = super::view::Change {
+            event: event.event.clone().expect("an event name"),
+            data: serde_json::from_str(data).expect("data is JSON"),
+        };
+        assert_eq!(event.id, Some(change.seq().to_string()), "{event:?}");
+        return change;
+    }
+}

@@ -90,6 +90,27 @@ impl Ws {
         v["data"]["post"]["id"].as_u64().expect("post id")
     }
 
+    /// The next change frame (`newPost`, `postUpdated`, `postDeleted`).
+    pub async fn change(&mut self) -> super::view::Change {
+        let v = self.event().await;
+        let event = v["event"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            ["newPost", "postUpdated", "postDeleted"].contains(&event.as_str()),
+            "{v}"
+        );
+        super::view::Change {
+            event,
+            data: v["data"].clone(),
+        }
+    }
+
+    /// The welcome frame's data.
+    pub async fn welcome_data(&mut self) -> Value {
+        let v = self.event().await;
+        assert_eq!(v["event"], "welcome", "{v}");
+        v["data"].clone()
+    }
+
     /// Post ids until `last` is seen.
     pub async fn ids_until(&mut self, last: u64) -> Vec<u64> {
         let mut ids = Vec::new();
