@@ -1,14 +1,19 @@
 //! Websocket subscribers: connecting (livefeed `/ws` or Socket.IO over a
 //! websocket), reading deliveries, and checking each client's stream.
 //!
-//! A post is recognised by the marker `lfb|SEQ|T_US|` that the publisher puts
-//! in its content: SEQ is the benchmark's sequence number, T_US the send time
-//! in microseconds since the run's epoch. Frames are scanned, not parsed as
-//! JSON, so that the load generator stays cheap next to the server it loads.
+//! A created or edited post is recognised by the marker `lfb|SEQ|T_US|` that
+//! the publisher puts in its content: SEQ is the benchmark's sequence number
+//! of the operation, T_US the send time in microseconds since the run's
+//! epoch. A delete carries no content: its frame (`postDeleted`) is
+//! recognised by the post id, which the publisher recorded in
+//! [`Shared::deletes`] before sending the `DELETE`. Frames are scanned, not
+//! parsed as JSON, so that the load generator stays cheap next to the server
+//! it loads.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use async_std::net::TcpStream;
@@ -52,6 +57,10 @@ pub struct Shared {
     pub healthy: AtomicU32,
     /// Notified when `completed` grows.
     pub progress: event_listener::Event,
+    /// Posts being deleted (mixed mode): post id -> (bench seq of the
+    /// delete, send time µs). Filled before each `DELETE` is written, so a
+    /// client can recognise the `postDeleted` frame, which has no content.
+    pub deletes: RwLock<HashMap<u64, (u64, u64)>>,
 }
 
 impl Shared {
@@ -65,11 +74,30 @@ impl Shared {
             completed: AtomicU64::new(0),
             healthy: AtomicU32::new(0),
             progress: event_listener::Event::new(),
+            deletes: RwLock::new(HashMap::new()),
         })
     }
 
     pub fn now_us(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
+    }
+
+    /// Records that post `id` is about to be deleted by operation `seq`,
+    /// sent at `sent_us`.
+    pub fn note_delete(&self, id: u64, seq: u64, sent_us: u64) {
+        self.deletes
+            .write()
+            .expect("no panics while held")
+            .insert(id, (seq, sent_us));
+    }
+
+    /// The (bench seq, send time µs) of the delete of post `id`, if any.
+    pub fn delete_of(&self, id: u64) -> Option<(u64, u64)> {
+        self.deletes
+            .read()
+            .expect("no panics while held")
+            .get(&id)
+            .copied()
     }
 }
 
@@ -95,7 +123,9 @@ pub struct ClientStats {
     pub out_of_order: u64,
     /// Frames that were neither a post nor a protocol frame we expect.
     pub other_frames: u64,
-    pub last_id: Option<u64>,
+    /// Highest order key seen so far: the server's `seq` of a change, or the
+    /// post id for servers whose frames carry no seq (the Node baseline).
+    pub last_order: Option<u64>,
     pub end: End,
 }
 
@@ -134,10 +164,43 @@ pub fn parse_marker(text: &str) -> Option<(u64, u64)> {
     Some((seq, t))
 }
 
-/// Finds the post id (`"id":N`) in a frame.
+/// Finds the post id (`"id":N`) in a frame: the first `"id"` key, which is
+/// the post's in `newPost`/`postUpdated` (`{"post":{"id":…`) and the deleted
+/// post's in `postDeleted` (`{"id":…,"seq":…}`). Inside post strings a quote
+/// is escaped, so `"id":` cannot come from a title or content.
 pub fn parse_id(text: &str) -> Option<u64> {
     let at = text.find("\"id\":")?;
     digits(text[at + 5..].trim_start()).map(|(v, _)| v)
+}
+
+/// Finds the server's change sequence number (`"seq":N`) in a frame. It
+/// follows the post in `data`, so the last `"seq"` key is taken.
+pub fn parse_seq(text: &str) -> Option<u64> {
+    let at = text.rfind("\"seq\":")?;
+    digits(text[at + 6..].trim_start()).map(|(v, _)| v)
+}
+
+/// Whether a frame is a `postDeleted` event (`/ws` or Socket.IO).
+pub fn is_post_deleted(text: &str) -> bool {
+    text.contains("\"postDeleted\"")
+}
+
+/// The order key of a change frame: its server seq, else its post id.
+pub fn order_key(text: &str) -> Option<u64> {
+    parse_seq(text).or_else(|| parse_id(text))
+}
+
+/// Identifies a change frame: (bench seq, send time µs). Creates and edits
+/// carry the marker in their content; a delete is looked up by post id in
+/// `deletes` (see [`Shared::delete_of`]).
+pub fn identify(text: &str, deletes: impl FnOnce(u64) -> Option<(u64, u64)>) -> Option<(u64, u64)> {
+    if let Some(m) = parse_marker(text) {
+        return Some(m);
+    }
+    if is_post_deleted(text) {
+        return deletes(parse_id(text)?);
+    }
+    None
 }
 
 /// Options for connecting one client.
@@ -262,7 +325,7 @@ fn on_text(
     if proto == Proto::Sio && t == "2" {
         return Some("3");
     }
-    let Some((seq, sent_us)) = parse_marker(t) else {
+    let Some((seq, sent_us)) = identify(t, |id| shared.delete_of(id)) else {
         st.other_frames += 1;
         return None;
     };
@@ -270,14 +333,14 @@ fn on_text(
         st.duplicates += 1;
         return None;
     }
-    // Posts must arrive in ascending id order.
-    if let Some(id) = parse_id(t) {
-        if let Some(last) = st.last_id {
-            if id <= last {
+    // Changes must arrive in ascending server seq (post id without one).
+    if let Some(key) = order_key(t) {
+        if let Some(last) = st.last_order {
+            if key <= last {
                 st.out_of_order += 1;
             }
         }
-        st.last_id = Some(st.last_id.map_or(id, |l| l.max(id)));
+        st.last_order = Some(st.last_order.map_or(key, |l| l.max(key)));
     }
     st.unique += 1;
     if mode.healthy {
@@ -411,5 +474,74 @@ mod tests {
             parse_id(r#"{"event":"welcome","data":{"connectionId":"c","lastPostId":3}}"#),
             None
         );
+    }
+
+    #[test]
+    fn finds_server_seq() {
+        let upd = r#"{"event":"postUpdated","data":{"post":{"id":3,"title":"bench 3","content":"lfb|9|77|x","author":"a","createdAt":"x","updatedAt":"y"},"seq":12}}"#;
+        assert_eq!(parse_seq(upd), Some(12));
+        assert_eq!(parse_id(upd), Some(3));
+        assert_eq!(parse_marker(upd), Some((9, 77)));
+        assert_eq!(order_key(upd), Some(12));
+        let sio = r#"42["newPost",{"post":{"id":5,"content":"lfb|1|2|"},"seq":5},"5"]"#;
+        assert_eq!(parse_seq(sio), Some(5));
+        // The Node baseline's frames carry no seq: order by post id.
+        let node = r#"42["newPost",{"post":{"id":8,"content":"lfb|1|2|"}}]"#;
+        assert_eq!(parse_seq(node), None);
+        assert_eq!(order_key(node), Some(8));
+    }
+
+    #[test]
+    fn recognises_deletes_by_post_id() {
+        let ws = r#"{"event":"postDeleted","data":{"id":7,"seq":10}}"#;
+        let sio = r#"42["postDeleted",{"id":7,"seq":10},"10"]"#;
+        let map = |id| (id == 7).then_some((4, 1234));
+        for f in [ws, sio] {
+            assert!(is_post_deleted(f));
+            assert_eq!(parse_id(f), Some(7));
+            assert_eq!(parse_seq(f), Some(10));
+            assert_eq!(identify(f, map), Some((4, 1234)));
+            // A delete nobody recorded is not ours.
+            assert_eq!(identify(f, |_| None), None);
+        }
+        // A marker wins without consulting the map.
+        let new = r#"{"event":"newPost","data":{"post":{"id":7,"content":"lfb|2|3|"},"seq":7}}"#;
+        assert_eq!(identify(new, |_| panic!("no lookup")), Some((2, 3)));
+        assert!(!is_post_deleted(new));
+        let welcome =
+            r#"{"event":"welcome","data":{"connectionId":"c1","lastPostId":null,"lastSeq":null}}"#;
+        assert_eq!(identify(welcome, map), None);
+    }
+
+    #[test]
+    fn checks_a_mixed_stream() {
+        let shared = Shared::new(0);
+        shared.healthy.store(1, Ordering::Relaxed);
+        shared.note_delete(1, 2, 100);
+        let mode = ReadMode { healthy: true };
+        let mut st = ClientStats::default();
+        let frames = [
+            r#"{"event":"newPost","data":{"post":{"id":1,"content":"lfb|0|10|"},"seq":1}}"#,
+            r#"{"event":"postUpdated","data":{"post":{"id":1,"content":"lfb|1|20|"},"seq":2}}"#,
+            r#"{"event":"postDeleted","data":{"id":1,"seq":3}}"#,
+        ];
+        for f in frames {
+            assert_eq!(on_text(f, Proto::Ws, &mut st, &shared, mode, 500), None);
+        }
+        assert_eq!((st.unique, st.duplicates, st.out_of_order), (3, 0, 0));
+        assert_eq!(st.seen, vec![0b111]);
+        assert_eq!(shared.delivered.load(Ordering::Relaxed), 3);
+        assert_eq!(shared.latency.summary().max_us, 490);
+        // Again: duplicates. An older seq after a newer one: out of order.
+        on_text(frames[2], Proto::Ws, &mut st, &shared, mode, 600);
+        assert_eq!(st.duplicates, 1);
+        let late = r#"{"event":"newPost","data":{"post":{"id":2,"content":"lfb|3|30|"},"seq":2}}"#;
+        on_text(late, Proto::Ws, &mut st, &shared, mode, 600);
+        assert_eq!(st.out_of_order, 1);
+        // Edits reuse a post id but advance the seq: in order.
+        let edit =
+            r#"{"event":"postUpdated","data":{"post":{"id":1,"content":"lfb|4|40|"},"seq":9}}"#;
+        on_text(edit, Proto::Ws, &mut st, &shared, mode, 600);
+        assert_eq!((st.unique, st.out_of_order), (5, 1));
     }
 }

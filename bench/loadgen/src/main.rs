@@ -3,8 +3,10 @@
 //! It opens many websocket subscribers (livefeed's `/ws` or Socket.IO v4 over
 //! a websocket), publishes posts over a tiny keep-alive HTTP/1.1 client, and
 //! measures, per delivery, the time from the POST being written to the frame
-//! being read. Every run checks that each healthy client got every accepted
-//! post exactly once and in id order, and prints one JSON result line.
+//! being read. With `--mix` the publishers also edit and delete their posts.
+//! Every run checks that each healthy client got every accepted change
+//! exactly once and in order (server seq, else post id), and prints one JSON
+//! result line.
 //!
 //! Layout:
 //! - `client`: connecting subscribers, reading and checking their streams;
@@ -35,7 +37,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
 use client::Proto;
-use publish::Pace;
+use publish::{Mix, Pace};
 
 #[derive(Parser)]
 #[command(
@@ -117,6 +119,12 @@ struct FanoutArgs {
     /// Window mode: give up if no progress for this long, in seconds.
     #[arg(long, default_value_t = 10.0)]
     stall_s: f64,
+    /// Mixed mode: weights of creates, edits and deletes (e.g. 6:3:1). Each
+    /// operation is picked by weight from its sequence number; edits
+    /// (PATCH, new content) and deletes (DELETE) target one of the
+    /// publisher's own live posts, and fall back to a create when it has none.
+    #[arg(long, value_name = "C:E:D")]
+    mix: Option<Mix>,
     /// Concurrent HTTP publishers (one keep-alive connection each). In rate
     /// mode, enough of them that a slow POST does not hold back the schedule.
     #[arg(long, default_value_t = 32)]
@@ -229,8 +237,19 @@ fn human(v: &Value) -> String {
             _ => c.to_string(),
         }
     };
+    let mix = if v.get("mix").is_some() {
+        format!(
+            " creates={} edits={} deletes={} (fallback creates={})",
+            g("creates_ok"),
+            g("edits_ok"),
+            g("deletes_ok"),
+            g("fallback_creates")
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "[{} {}] ok={} clients={} connect={}s idle/client={}KiB posts={} ({}/s) deliveries/s={} latency p50={}ms p99={}ms max={}ms post p99={}ms lost={} dup={} ooo={} rss_peak={}KiB slow_cut={}",
+        "[{} {}] ok={} clients={} connect={}s idle/client={}KiB posts={} ({}/s) deliveries/s={} latency p50={}ms p99={}ms max={}ms post p99={}ms lost={} dup={} ooo={} rss_peak={}KiB slow_cut={}{mix}",
         g("target"),
         g("scenario"),
         g("ok"),
@@ -314,6 +333,7 @@ async fn main() -> ExitCode {
                 connect_timeout: secs(a.connect_timeout_s),
                 settle: Duration::from_millis(a.settle_ms),
                 pace,
+                mix: a.mix,
                 publishers: a.publishers,
                 pad: a.common.pad,
                 http_timeout: secs(a.common.http_timeout_s),

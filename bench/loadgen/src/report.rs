@@ -16,6 +16,11 @@ const TARGETS: [(&str, &str); 3] = [
     ("node", "node Socket.IO"),
 ];
 
+/// Scenarios only livefeed targets run (the Node baseline has no edits or
+/// deletes): `--check` requires them of every `livefeed*` target and of no
+/// other.
+const LIVEFEED_ONLY: [&str; 1] = ["mixed"];
+
 type Results = BTreeMap<(String, String), Value>;
 
 fn get(v: &Value, path: &str) -> Option<f64> {
@@ -66,6 +71,15 @@ struct Row {
 
 fn param(v: &Value, path: &str) -> String {
     get(v, path).map(thousands).unwrap_or_else(|| "?".into())
+}
+
+/// `C:E:D` of a mixed result's weights.
+fn mix_param(v: &Value) -> String {
+    ["mix.create", "mix.edit", "mix.delete"]
+        .iter()
+        .map(|p| param(v, p))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn field(r: &Results, target: &str, scenario: &str, path: &str) -> Option<f64> {
@@ -214,6 +228,49 @@ fn rows() -> Vec<Row> {
             },
             value: |r, t| field(r, t, "slow", "slow_disconnected"),
         },
+        Row {
+            scenario: "mixed",
+            label: |v| {
+                format!(
+                    "Mixed changes, N={}, {} changes/s for {} s, create:edit:delete {} (deliveries/s)",
+                    param(v, "clients"),
+                    param(v, "pace.rate"),
+                    param(v, "pace.duration_s"),
+                    mix_param(v)
+                )
+            },
+            value: |r, t| field(r, t, "mixed", "deliveries_per_sec"),
+        },
+        Row {
+            scenario: "mixed",
+            label: |_| "Mixed: delivery latency p50, creates + edits + deletes (ms)".into(),
+            value: |r, t| field(r, t, "mixed", "latency.p50_ms"),
+        },
+        Row {
+            scenario: "mixed",
+            label: |_| "Mixed: delivery latency p99 (ms)".into(),
+            value: |r, t| field(r, t, "mixed", "latency.p99_ms"),
+        },
+        Row {
+            scenario: "mixed",
+            label: |_| "Mixed: request p99, POST + PATCH + DELETE (ms)".into(),
+            value: |r, t| field(r, t, "mixed", "post_latency.p99_ms"),
+        },
+        Row {
+            scenario: "mixed",
+            label: |_| "Mixed: creates accepted (201)".into(),
+            value: |r, t| field(r, t, "mixed", "creates_ok"),
+        },
+        Row {
+            scenario: "mixed",
+            label: |_| "Mixed: edits accepted (200)".into(),
+            value: |r, t| field(r, t, "mixed", "edits_ok"),
+        },
+        Row {
+            scenario: "mixed",
+            label: |_| "Mixed: deletes accepted (204)".into(),
+            value: |r, t| field(r, t, "mixed", "deletes_ok"),
+        },
     ]
 }
 
@@ -310,9 +367,9 @@ pub fn render(r: &Results) -> String {
         md.push('\n');
     }
 
-    md.push_str("\nCorrectness (every healthy client must get every accepted post exactly once, in id order):\n\n");
+    md.push_str("\nCorrectness (every healthy client must get every accepted change exactly once, in server seq order; post id order where frames carry no seq):\n\n");
     md.push_str(
-        "| target | scenario | ok | clients | posts | lost | duplicated | out of order | connect failures | POST failures | CPU-s server / loadgen / other processes / steal | notes |\n",
+        "| target | scenario | ok | clients | changes | lost | duplicated | out of order | connect failures | request failures | CPU-s server / loadgen / other processes / steal | notes |\n",
     );
     md.push_str(
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
@@ -348,6 +405,21 @@ pub fn render(r: &Results) -> String {
         if let Some(errs) = v.get("post_errors").and_then(Value::as_array) {
             if let Some(e) = errs.first().and_then(Value::as_str) {
                 notes.push(format!("post: {e}"));
+            }
+        }
+        if v.get("mix").is_some() {
+            notes.push(format!(
+                "creates / edits / deletes accepted: {} / {} / {} (failed {} / {} / {}; {} edits or deletes sent as creates: no live post)",
+                n("creates_ok"),
+                n("edits_ok"),
+                n("deletes_ok"),
+                n("creates_failed"),
+                n("edits_failed"),
+                n("deletes_failed"),
+                n("fallback_creates"),
+            ));
+            if v.get("mix_covered").and_then(Value::as_bool) == Some(false) {
+                notes.push("a kind of change with a weight never succeeded".into());
             }
         }
         if s == "slow" {
@@ -386,13 +458,21 @@ pub fn render(r: &Results) -> String {
 }
 
 /// Correctness check for `--quick`: every required target ran every scenario
-/// any target ran, and every result present is ok. Returns the problems found.
+/// any target ran (livefeed targets also every [`LIVEFEED_ONLY`] one, other
+/// targets none of those), and every result present is ok. Returns the
+/// problems found.
 pub fn check(r: &Results, required: &[String]) -> Vec<String> {
     let mut problems = Vec::new();
-    let scenarios: std::collections::BTreeSet<&String> = r.keys().map(|(_, s)| s).collect();
+    let ran: std::collections::BTreeSet<&str> = r.keys().map(|(_, s)| s.as_str()).collect();
     for t in required {
-        for s in &scenarios {
-            if !r.contains_key(&(t.clone(), (*s).clone())) {
+        let mut want = ran.clone();
+        if t.starts_with("livefeed") {
+            want.extend(LIVEFEED_ONLY);
+        } else {
+            want.retain(|s| !LIVEFEED_ONLY.contains(s));
+        }
+        for s in want {
+            if !r.contains_key(&(t.clone(), s.to_string())) {
                 problems.push(format!("{t}: scenario {s} has no result"));
             }
         }
@@ -400,15 +480,66 @@ pub fn check(r: &Results, required: &[String]) -> Vec<String> {
     for ((t, s), v) in r {
         if v.get("ok").and_then(Value::as_bool) != Some(true) {
             problems.push(format!(
-                "{t}: scenario {s} failed (lost {}, duplicated {}, out of order {}, connect failures {}, POST failures {}{})",
+                "{t}: scenario {s} failed (lost {}, duplicated {}, out of order {}, connect failures {}, request failures {}{})",
                 get(v, "lost").unwrap_or(-1.0),
                 get(v, "duplicates").unwrap_or(-1.0),
                 get(v, "out_of_order").unwrap_or(-1.0),
                 get(v, "connect_failures").unwrap_or(-1.0),
                 get(v, "posts_failed").unwrap_or(-1.0),
                 v.get("error").and_then(Value::as_str).map(|e| format!(", error: {e}")).unwrap_or_default()
+                    + if v.get("mix_covered").and_then(Value::as_bool) == Some(false) {
+                        ", a kind of change in --mix never succeeded"
+                    } else {
+                        ""
+                    }
             ));
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(t: &str, s: &str) -> String {
+        format!(r#"{{"target":"{t}","scenario":"{s}","ok":true,"lost":0}}"#)
+    }
+
+    #[test]
+    fn check_requires_mixed_of_livefeed_targets_only() {
+        let req: Vec<String> = ["livefeed-ws", "node"].map(String::from).to_vec();
+        let all = [
+            line("livefeed-ws", "idle1k"),
+            line("livefeed-ws", "mixed"),
+            line("node", "idle1k"),
+        ]
+        .join("\n");
+        assert_eq!(check(&load(&all).unwrap(), &req), Vec::<String>::new());
+
+        let no_mixed = [line("livefeed-ws", "idle1k"), line("node", "idle1k")].join("\n");
+        assert_eq!(
+            check(&load(&no_mixed).unwrap(), &req),
+            vec!["livefeed-ws: scenario mixed has no result".to_string()]
+        );
+    }
+
+    #[test]
+    fn mixed_rows_show_a_dash_for_node() {
+        let mixed = r#"{"target":"livefeed-ws","scenario":"mixed","ok":true,"clients":200,
+            "pace":{"mode":"rate","rate":40,"duration_s":2},"mix":{"create":6,"edit":3,"delete":1},
+            "deliveries_per_sec":8000,"latency":{"p50_ms":2.5,"p99_ms":9},"post_latency":{"p99_ms":4},
+            "creates_ok":50,"edits_ok":20,"deletes_ok":10}"#
+            .replace('\n', "");
+        let text = [mixed, line("node", "idle1k")].join("\n");
+        let md = render(&load(&text).unwrap());
+        assert!(
+            md.contains("| Mixed changes, N=200, 40 changes/s for 2 s, create:edit:delete 6:3:1 (deliveries/s) | 8,000 | — | — |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| Mixed: deletes accepted (204) | 10 | — | — |"),
+            "{md}"
+        );
+    }
 }

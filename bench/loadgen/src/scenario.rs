@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::client::{self, ClientStats, ConnectOpts, End, Proto, ReadMode, Shared, Ws};
 use crate::hist::Histogram;
 use crate::proc::{self, RssSampler};
-use crate::publish::{self, Pace, PubOpts, PubStats};
+use crate::publish::{self, Mix, Op, Pace, PubOpts, PubStats};
 
 /// How often the RSS sampler reads /proc.
 const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(50);
@@ -41,6 +41,8 @@ pub struct FanoutCfg {
     /// Pause after the last welcome before reading idle RSS.
     pub settle: Duration,
     pub pace: Pace,
+    /// Mixed mode: creates, edits and deletes by these weights.
+    pub mix: Option<Mix>,
     pub publishers: usize,
     /// Padding bytes per post.
     pub pad: usize,
@@ -188,6 +190,7 @@ pub async fn fanout(cfg: FanoutCfg) -> Value {
             pad: cfg.pad,
             timeout: cfg.http_timeout,
             pace: cfg.pace,
+            mix: cfg.mix,
         },
         shared.clone(),
         post_latency.clone(),
@@ -335,7 +338,19 @@ fn result_json(
     let span_s = last.saturating_sub(pubs.first_send_us) as f64 / 1e6;
     let pub_span_s = pubs.end_us.saturating_sub(pubs.first_send_us) as f64 / 1e6;
     let healthy = o.stats.len() as u64;
+    // Mixed mode: every kind of change with a weight must have happened.
+    let mix_covered = match cfg.mix {
+        None => true,
+        Some(m) => [
+            (m.create, Op::Create),
+            (m.edit, Op::Edit),
+            (m.delete, Op::Delete),
+        ]
+        .iter()
+        .all(|&(w, op)| w == 0 || pubs.ok_by_op[op as usize] > 0),
+    };
     let ok = o.connect_failures == 0
+        && mix_covered
         && pubs.failed == 0
         && !pubs.stalled
         && lost == 0
@@ -359,7 +374,7 @@ fn result_json(
         }
         Pace::Free { duration } => json!({"mode": "free", "duration_s": duration.as_secs_f64()}),
     };
-    json!({
+    let mut v = json!({
         "ok": ok,
         "proto": cfg.proto,
         "clients": cfg.clients,
@@ -410,7 +425,25 @@ fn result_json(
         "other_cpu_s": other_cpu(o.machine, o.server_cpu_s, o.loadgen_cpu_s),
         "steal_cpu_s": o.machine.map(|m| m.1),
         "measured_secs": pubs.end_us.saturating_sub(pubs.first_send_us) as f64 / 1e6,
-    })
+    });
+    if let (Some(m), Some(o)) = (cfg.mix, v.as_object_mut()) {
+        let by = |a: &[u64; 3], op: Op| a[op as usize];
+        let extra = json!({
+            "mix": {"create": m.create, "edit": m.edit, "delete": m.delete},
+            "mix_covered": mix_covered,
+            "creates_ok": by(&pubs.ok_by_op, Op::Create),
+            "edits_ok": by(&pubs.ok_by_op, Op::Edit),
+            "deletes_ok": by(&pubs.ok_by_op, Op::Delete),
+            "creates_failed": by(&pubs.failed_by_op, Op::Create),
+            "edits_failed": by(&pubs.failed_by_op, Op::Edit),
+            "deletes_failed": by(&pubs.failed_by_op, Op::Delete),
+            "fallback_creates": pubs.fallback_creates,
+        });
+        if let Value::Object(extra) = extra {
+            o.extend(extra);
+        }
+    }
+    v
 }
 
 /// Durable publish: publishers only, no subscribers.
@@ -436,6 +469,7 @@ pub async fn publish_only(
             pad,
             timeout: http_timeout,
             pace: Pace::Free { duration },
+            mix: None,
         },
         shared.clone(),
         lat.clone(),
