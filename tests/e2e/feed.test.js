@@ -6,7 +6,7 @@
 const { it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const {
-  LivefeedServer, e2eSuite, createPost, createPosts, launchBrowser, openFeed,
+  LivefeedServer, e2eSuite, createPost, createPosts, editPost, launchBrowser, openFeed,
   waitForStatus, feedIds, waitForIds, assertStrictlyDescending, screenshot,
 } = require('./helpers');
 
@@ -320,6 +320,11 @@ e2eSuite('livefeed demo page', { timeout: 120000 }, () => {
       if (p.author) body.author = p.author;
       seeded.push((await createPost(srv.baseURL, body)).id);
     }
+    // One post edited, so the screenshots show the "edited" marker.
+    await editPost(srv.baseURL, seeded[1], {
+      title: 'Release notes 0.2',
+      content: 'Durable storage, websocket fan-out, edit and delete live on every page, resume with ?since=SEQ after a reconnect.',
+    });
 
     const wide = await open(srv, { viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
     await waitForIds(wide, seeded);

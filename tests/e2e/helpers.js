@@ -259,6 +259,58 @@ async function createPosts(baseURL, n, make = (i) => ({ title: `post ${i}`, cont
   return out;
 }
 
+// PATCH /posts/{id}. `ifMatch` is a seq (sent as If-Match: "<seq>"), '*' or
+// omitted. Resolves { status, body, etag } (etag as a number, or null).
+async function patchPost(baseURL, id, body, ifMatch) {
+  const headers = { 'content-type': 'application/json' };
+  if (ifMatch !== undefined && ifMatch !== null) headers['if-match'] = ifMatch === '*' ? '*' : `"${ifMatch}"`;
+  const res = await fetch(`${baseURL}/posts/${id}`, {
+    method: 'PATCH', headers, body: JSON.stringify(body), signal: AbortSignal.timeout(5000),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null, etag: etagOf(res) };
+}
+
+// PATCH that must succeed: resolves { post, etag }.
+async function editPost(baseURL, id, body, ifMatch) {
+  const r = await patchPost(baseURL, id, body, ifMatch);
+  if (r.status !== 200) throw new Error(`PATCH /posts/${id} answered ${r.status}: ${JSON.stringify(r.body)}`);
+  return { post: r.body, etag: r.etag };
+}
+
+// DELETE /posts/{id}; resolves the status.
+async function deletePost(baseURL, id) {
+  const res = await fetch(`${baseURL}/posts/${id}`, { method: 'DELETE', signal: AbortSignal.timeout(5000) });
+  await res.text();
+  return res.status;
+}
+
+// GET /posts/{id}: { status, body, etag }.
+async function getPost(baseURL, id) {
+  const res = await fetch(`${baseURL}/posts/${id}`, { signal: AbortSignal.timeout(5000) });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null, etag: etagOf(res) };
+}
+
+function etagOf(res) {
+  const m = /^"(\d+)"$/.exec(res.headers.get('etag') || '');
+  return m ? Number(m[1]) : null;
+}
+
+// Every live post, newest first, following `next` (GET /posts).
+async function listPosts(baseURL) {
+  const out = [];
+  let before = null;
+  for (;;) {
+    const res = await fetch(`${baseURL}/posts?limit=100${before === null ? '' : `&before=${before}`}`, { signal: AbortSignal.timeout(5000) });
+    if (res.status !== 200) throw new Error(`GET /posts answered ${res.status}`);
+    const body = await res.json();
+    out.push(...body.posts);
+    if (body.next === null) return out;
+    before = body.next;
+  }
+}
+
 // ---- browser helpers ----------------------------------------------------------
 
 async function launchBrowser() {
@@ -269,16 +321,33 @@ async function launchBrowser() {
 // A fresh context+page on the demo page, waiting until its websocket is up.
 // Uncaught page errors are collected in page.pageErrors, console errors in
 // page.consoleErrors (Chromium logs refused websocket connects there, so only
-// tests that keep the server up can insist on none).
+// tests that keep the server up can insist on none). page.sockets lists the
+// page's websockets in opening order: { url, since, frames } (frames: the
+// parsed JSON text frames received), and page.dialogs every dialog's message
+// (dialogs are dismissed).
 async function openFeed(browser, baseURL, { viewport = { width: 1280, height: 860 }, colorScheme = 'light', reducedMotion = 'no-preference' } = {}) {
   const context = await browser.newContext({ baseURL, viewport, colorScheme, reducedMotion });
   context.setDefaultTimeout(10000);
   const page = await context.newPage();
   page.pageErrors = [];
   page.consoleErrors = [];
+  page.sockets = [];
+  page.dialogs = [];
   page.on('pageerror', (err) => page.pageErrors.push(err.message));
   page.on('console', (msg) => {
     if (msg.type() === 'error') page.consoleErrors.push(msg.text());
+  });
+  page.on('dialog', (d) => {
+    page.dialogs.push(d.message());
+    d.dismiss().catch(() => {});
+  });
+  page.on('websocket', (socket) => {
+    const url = new URL(socket.url());
+    const record = { url: socket.url(), since: url.searchParams.get('since'), frames: [] };
+    page.sockets.push(record);
+    socket.on('framereceived', ({ payload }) => {
+      try { record.frames.push(JSON.parse(typeof payload === 'string' ? payload : payload.toString())); } catch { /* not JSON */ }
+    });
   });
   // window.__postSeenAt[id]: wall-clock ms when a post first appeared in #feed.
   await page.addInitScript(() => {
@@ -319,6 +388,75 @@ async function waitForIds(page, expected, timeout = 10000) {
     expected,
     { timeout, polling: 50 },
   );
+}
+
+// Wait until no id in `gone` is shown on the page.
+async function waitForGone(page, gone, timeout = 10000) {
+  await page.waitForFunction(
+    (ids) => ids.every((id) => !document.querySelector(`#feed .post[data-id="${id}"]`)),
+    gone,
+    { timeout, polling: 50 },
+  );
+}
+
+// Wait until post `id` shows `title` (and, when given, `content`).
+async function waitForPostText(page, id, { title, content } = {}, timeout = 10000) {
+  await page.waitForFunction(
+    ({ id, title, content }) => {
+      const card = document.querySelector(`#feed .post[data-id="${id}"]`);
+      if (!card) return false;
+      return (title === undefined || card.querySelector('.post-title').textContent === title) &&
+        (content === undefined || card.querySelector('.post-content').textContent === content);
+    },
+    { id, title, content },
+    { timeout, polling: 50 },
+  );
+}
+
+// What the page shows, in DOM order, in the shape of the API's posts:
+// { id, title, content, author, createdAt, updatedAt } (author null for
+// "anonymous", the times as the <time datetime> attributes, updatedAt null
+// when the "edited" marker is hidden).
+function feedState(page) {
+  return page.$$eval('#feed .post[data-id]', (nodes) => nodes.map((n) => {
+    const author = n.querySelector('.post-author');
+    const edited = n.querySelector('.post-edited');
+    return {
+      id: Number(n.dataset.id),
+      title: n.querySelector('.post-title').textContent,
+      content: n.querySelector('.post-content').textContent,
+      author: author.classList.contains('is-anonymous') ? null : author.textContent,
+      createdAt: n.querySelector('time.post-time').getAttribute('datetime'),
+      updatedAt: edited && !edited.hidden ? edited.querySelector('time.post-updated').getAttribute('datetime') : null,
+    };
+  }));
+}
+
+// The server's posts (GET /posts) in feedState's shape.
+async function serverState(baseURL) {
+  return (await listPosts(baseURL)).map((p) => ({
+    id: p.id,
+    title: p.title,
+    content: p.content,
+    author: p.author === null || p.author === undefined || p.author.trim() === '' ? null : p.author,
+    createdAt: new Date(p.createdAt).toISOString(),
+    updatedAt: p.updatedAt ? new Date(p.updatedAt).toISOString() : null,
+  }));
+}
+
+// Wait until the page shows exactly the server's posts; returns that state.
+async function waitForServerState(page, baseURL, timeout = 10000) {
+  let want;
+  let have;
+  await pollUntil(async () => {
+    want = await serverState(baseURL);
+    have = await feedState(page);
+    return JSON.stringify(want) === JSON.stringify(have);
+  }, { timeout, interval: 100, what: 'the page to show the server state' }).catch((err) => {
+    err.message += `\nserver: ${JSON.stringify(want)}\npage:   ${JSON.stringify(have)}`;
+    throw err;
+  });
+  return want;
 }
 
 // The feed is newest first, without duplicates: strictly descending ids.
@@ -371,11 +509,21 @@ module.exports = {
   withTimeout,
   createPost,
   createPosts,
+  patchPost,
+  editPost,
+  deletePost,
+  getPost,
+  listPosts,
   launchBrowser,
   openFeed,
   waitForStatus,
   feedIds,
   waitForIds,
+  waitForGone,
+  waitForPostText,
+  feedState,
+  serverState,
+  waitForServerState,
   assertStrictlyDescending,
   recordStatusStates,
   screenshot,

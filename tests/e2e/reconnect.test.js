@@ -1,13 +1,16 @@
 'use strict';
 // (3) Restarting the livefeed server under two open pages: both show
-// "reconnecting", then resume with ?since=<id> and show every post in order,
-// once.
+// "reconnecting", then resume with ?since=<seq> and show every post in
+// order, once. And a page cut off while posts are edited and deleted
+// resumes after the highest seq it saw and ends showing exactly the
+// server's posts.
 
 const { it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const {
   LivefeedServer, e2eSuite, createPost, createPosts, launchBrowser, openFeed,
   waitForStatus, feedIds, waitForIds, assertStrictlyDescending, recordStatusStates, screenshot,
+  editPost, deletePost, waitForGone, waitForPostText, waitForServerState,
 } = require('./helpers');
 
 
@@ -80,5 +83,69 @@ e2eSuite('livefeed reconnect', { timeout: 120000 }, () => {
     await screenshot(a, '03-after-restart', { fullPage: true });
     await screenshot(b, '03-after-restart-narrow', { fullPage: true });
     for (const p of pages) assert.deepEqual(p.pageErrors, []);
+  });
+
+  it('a page cut off while posts are edited and deleted resumes with since=<highest seq> and shows the server state', async () => {
+    const own = await LivefeedServer.start();
+    try {
+      const base = own.baseURL;
+      const [p1, p2, p3, p4, p5] = await createPosts(base, 5, (i) => ({ title: `post ${i}`, content: `content ${i}`, author: `author ${i}` }));
+      // An edit after the newest post: the page resumes after p5's id, so
+      // this comes as a replayed postUpdated.
+      const early = await editPost(base, p1.id, { content: 'content 1, edited before the page opened' });
+      const page = await openFeed(browser, base);
+      await waitForServerState(page, base);
+      assert.equal(page.sockets[0].since, String(p5.id), 'the first socket resumes after the newest post of the first page');
+      assert.equal(await page.locator(`#feed .post[data-id="${p1.id}"]`).getAttribute('data-seq'), String(early.etag));
+
+      // Live changes while connected.
+      await editPost(base, p2.id, { title: 'post 2, edited live' });
+      assert.equal(await deletePost(base, p3.id), 204);
+      const last = await editPost(base, p4.id, { title: 'post 4, edited live' });
+      await waitForPostText(page, p4.id, { title: 'post 4, edited live' });
+      await waitForGone(page, [p3.id]);
+      await waitForServerState(page, base);
+      const seen = Math.max(...page.sockets[0].frames.filter((f) => f.data && Number.isInteger(f.data.seq)).map((f) => f.data.seq));
+      assert.equal(seen, last.etag, 'the last change the page saw is the last edit');
+      assert.equal(await page.locator('#feed').getAttribute('data-cursor'), String(last.etag));
+
+      // Cut off; meanwhile edit (several times), delete, create.
+      await page.context().setOffline(true);
+      await waitForStatus(page, 'offline', 5000);
+      await editPost(base, p1.id, { title: 'post 1, edited offline' });
+      await editPost(base, p1.id, { title: 'post 1, edited offline twice', author: null });
+      assert.equal(await deletePost(base, p4.id), 204, 'delete a post the page saw edited');
+      assert.equal(await deletePost(base, p5.id), 204);
+      const n1 = await createPost(base, { title: 'new while offline', content: 'x' });
+      await editPost(base, n1.id, { content: 'new while offline, then edited' });
+      const n2 = await createPost(base, { title: 'created and deleted while offline', content: 'x' });
+      assert.equal(await deletePost(base, n2.id), 204);
+      await editPost(base, p2.id, { title: '<img src=x onerror=alert(1)> post 2' });
+      const n3 = await createPost(base, { title: 'newest while offline', content: 'x' });
+
+      await page.context().setOffline(false);
+      await waitForStatus(page, 'connected', 10000);
+      const state = await waitForServerState(page, base);
+      assert.deepEqual(state.map((p) => p.id), [n3.id, n1.id, p2.id, p1.id]);
+      assert.equal(page.sockets.length, 2, 'one reconnect');
+      assert.equal(page.sockets[1].since, String(last.etag), 'the page resumes after the highest seq it saw');
+      const replayed = page.sockets[1].frames.filter((f) => f.event !== 'welcome');
+      const seqs = replayed.map((f) => f.data.seq);
+      assert.ok(seqs.every((s, i) => s > last.etag && (i === 0 || s > seqs[i - 1])), `replayed seqs ascend after the cursor: ${seqs}`);
+      assert.ok(replayed.some((f) => f.event === 'postDeleted') && replayed.some((f) => f.event === 'postUpdated'), 'the replay carried edits and deletes');
+      assert.equal(await page.$$eval('#feed img', (n) => n.length), 0);
+      assertStrictlyDescending(assert, await feedIds(page));
+
+      // Live again after the replay.
+      await editPost(base, n3.id, { title: 'newest, edited live' });
+      await waitForPostText(page, n3.id, { title: 'newest, edited live' });
+      await waitForServerState(page, base);
+      await screenshot(page, '11-resumed-after-edits');
+      assert.deepEqual(page.pageErrors, []);
+      assert.deepEqual(page.dialogs, []);
+      await page.context().close();
+    } finally {
+      await own.dispose();
+    }
   });
 });
