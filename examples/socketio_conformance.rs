@@ -21,7 +21,7 @@ use livefeed::socketio::engine::packet::Frame;
 use livefeed::socketio::engine::{
     CloseReason, Engine, EngineConfig, Handler, Message, Session, SessionHandler,
 };
-use livefeed::socketio::socket::{Event, Namespace, Socket, SocketIo};
+use livefeed::socketio::socket::{ConnectError, Event, Namespace, Socket, SocketIo};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,7 +64,7 @@ impl SessionHandler for Echo {
 struct EchoNamespace;
 
 impl Namespace for EchoNamespace {
-    fn connect(&self, socket: &Socket, auth: &str) -> Result<(), String> {
+    fn connect(&self, socket: &Socket, auth: &str) -> Result<(), ConnectError> {
         socket.accept(None);
         socket.emit("auth", &[auth], &[]);
         Ok(())

@@ -52,9 +52,17 @@ pub struct Config {
     #[arg(long, env = "LIVEFEED_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
 
-    /// When set, `POST /posts` requires `Authorization: Bearer <token>`.
+    /// When set, creating, editing and deleting posts requires
+    /// `Authorization: Bearer <token>` (or a JWT allowing it); the token
+    /// reads and writes every feed, private ones included.
     #[arg(long, env = "LIVEFEED_PUBLISH_TOKEN", hide_env_values = true)]
     pub publish_token: Option<String>,
+
+    /// The secret of the HS256 JWTs that grant access to private feeds
+    /// (named `private-…`). Without it, private feeds are the publish
+    /// token's alone.
+    #[arg(long, env = "LIVEFEED_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
 
     /// Origins allowed to open websockets (repeatable, or comma-separated in
     /// the environment). Default: only the server's own host.
@@ -193,6 +201,7 @@ impl Config {
             addr,
             data_dir: data_dir.into(),
             publish_token: None,
+            jwt_secret: None,
             allowed_origins: Vec::new(),
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,

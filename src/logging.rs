@@ -63,8 +63,10 @@ struct Fields<'a>(&'a mut String);
 
 impl<'kvs> kv::VisitSource<'kvs> for Fields<'_> {
     fn visit_pair(&mut self, key: kv::Key<'kvs>, value: kv::Value<'kvs>) -> Result<(), kv::Error> {
-        // The request line already carries method, path, status and time.
-        if !matches!(key.as_str(), "method" | "path" | "status" | "micros") {
+        // The request line already carries method, path, status and time;
+        // an empty field (no `sub`) says nothing.
+        let empty = value.to_borrowed_str() == Some("");
+        if !empty && !matches!(key.as_str(), "method" | "path" | "status" | "micros") {
             self.0.push_str(&format!(" {key}={value}"));
         }
         Ok(())

@@ -10,7 +10,7 @@
 use crate::delivery::Delivery;
 use crate::hub::{Hub, Join, Joined, Leave};
 use crate::metrics::Metrics;
-use crate::replay::{History, Span};
+use crate::replay::{Feeds, History, Span};
 use async_trait::async_trait;
 use futures::future::{AbortHandle, Abortable};
 use futures::stream::BoxStream;
@@ -245,11 +245,21 @@ impl std::fmt::Debug for Link {
     }
 }
 
+/// What a connection asks for: the feeds it follows, and where it resumes.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// Changes to posts of these feeds (at least one).
+    pub feeds: Feeds,
+    /// With it, every stored change after this seq is replayed first.
+    pub since: Option<u64>,
+}
+
 /// One client connection.
 pub struct Connection<S: Outbound> {
     id: ConnectionId,
     sink: S,
     link: Link,
+    feeds: Feeds,
     since: Option<u64>,
     /// The newest change this client has (written, or `since`): anything
     /// at or below it is skipped. The hub sends in seq order, but a client
@@ -267,21 +277,23 @@ pub struct Connection<S: Outbound> {
 
 impl<S: Outbound> Connection<S> {
     /// A connection writing to `sink` and reading liveness from `inbound`,
-    /// joining `link`'s hub.
+    /// joining `link`'s hub for the changes `subscription` asks for.
     ///
-    /// With `since`, every stored post with a higher id is sent before live
-    /// posts, with no gap and no duplicate between the two.
+    /// With a `since`, every stored change after it is sent (compacted)
+    /// before live changes, with no gap and no duplicate between the two.
     pub fn new(
         id: ConnectionId,
         sink: S,
         inbound: BoxStream<'static, Inbound>,
-        since: Option<u64>,
+        subscription: Subscription,
         link: Link,
     ) -> Self {
+        let Subscription { feeds, since } = subscription;
         Self {
             id,
             sink,
             link,
+            feeds,
             since,
             sent_upto: since.unwrap_or(0),
             backlog: Arc::default(),
@@ -314,7 +326,7 @@ impl<S: Outbound> Connection<S> {
                 upto,
                 limit: REPLAY_PAGE,
             };
-            let page = self.link.history.after(span)?;
+            let page = self.link.history.after(span, Some(&self.feeds))?;
             let Some(last) = page.last() else { break };
             cursor = last.seq;
             for (i, delivery) in page.iter().enumerate() {
@@ -353,6 +365,7 @@ impl<S: Outbound> Actor for Connection<S> {
             .hub
             .call(Join {
                 id: self.id,
+                feeds: self.feeds.clone(),
                 deliver: addr.sender::<Deliver>(),
                 control: addr.sender::<Control>(),
                 backlog: self.backlog.clone(),

@@ -45,6 +45,8 @@ pub struct Delivery {
     pub seq: u64,
     /// The post it changed.
     pub post_id: u64,
+    /// The post's feed: the change goes to that feed's subscribers.
+    pub feed: Arc<str>,
     /// What it did.
     pub kind: Kind,
     /// The change as JSON: the `data` every transport's frame carries.
@@ -53,12 +55,19 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// A delivery of change `seq` to post `post_id`, whose frames carry
-    /// `data`.
-    pub fn new(seq: u64, post_id: u64, kind: Kind, data: impl Into<Arc<str>>) -> Arc<Self> {
+    /// A delivery of change `seq` to post `post_id` of `feed`, whose frames
+    /// carry `data`.
+    pub fn new(
+        seq: u64,
+        post_id: u64,
+        feed: Arc<str>,
+        kind: Kind,
+        data: impl Into<Arc<str>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             seq,
             post_id,
+            feed,
             kind,
             data: data.into(),
             frames: Default::default(),
@@ -105,7 +114,7 @@ mod tests {
 
     #[test]
     fn frame_is_built_once_per_format() {
-        let d = Delivery::new(7, 7, Kind::Created, "{}");
+        let d = Delivery::new(7, 7, "main".into(), Kind::Created, "{}");
         let a = d.frame(Test::Plain).clone();
         let b = d.frame(Test::Plain).clone();
         assert_eq!(&*a, "7:{}");

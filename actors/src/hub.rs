@@ -5,6 +5,10 @@
 //! in that connection's backlog; a connection whose backlog is full is
 //! dropped from the set and told to close as a slow consumer.
 //!
+//! Connections are indexed by feed: a change goes to the subscribers of its
+//! feed only, so its fan-out costs in proportion to them, not to every
+//! connection.
+//!
 //! Changes leave the hub in `seq` order. They normally arrive in that order
 //! too (livefeed's store broadcasts from its one writer thread), but a
 //! change whose predecessors have not been broadcast yet pulls them from
@@ -14,10 +18,10 @@
 use crate::connection::{Backlog, Close, ConnectionConfig, ConnectionId, Control, Deliver};
 use crate::delivery::{Delivery, Kind};
 use crate::metrics::Metrics;
-use crate::replay::{Head, History, Span};
+use crate::replay::{Feeds, Head, History, Span};
 use async_trait::async_trait;
 use futures::channel::oneshot;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use xactor::{Actor, Context, Handler, Message, Sender};
@@ -46,6 +50,8 @@ impl Default for HubConfig {
 pub struct Join {
     /// The connection's id.
     pub id: ConnectionId,
+    /// The feeds it subscribes to.
+    pub feeds: Feeds,
     pub(crate) deliver: Sender<Deliver>,
     pub(crate) control: Sender<Control>,
     pub(crate) backlog: Arc<Backlog>,
@@ -109,15 +115,30 @@ impl Message for Stats {
     type Result = HubStats;
 }
 
+/// Asks how many connections subscribe to each of these feeds.
+#[derive(Debug, Clone)]
+pub struct Subscribers(pub Vec<Arc<str>>);
+
+impl Message for Subscribers {
+    type Result = Vec<usize>;
+}
+
 struct Entry {
     deliver: Sender<Deliver>,
     control: Sender<Control>,
     backlog: Arc<Backlog>,
+    feeds: Feeds,
 }
 
 /// The hub actor.
 pub struct Hub {
-    connections: HashMap<ConnectionId, Entry>,
+    /// The connections, by slot (a freed slot is `None` until reused).
+    slots: Vec<Option<(ConnectionId, Entry)>>,
+    free: Vec<usize>,
+    /// The slot of each connection.
+    connections: HashMap<ConnectionId, usize>,
+    /// The slots of each feed's connections.
+    by_feed: HashMap<Arc<str>, HashSet<usize>>,
     head: Head,
     history: Arc<dyn History>,
     metrics: Arc<Metrics>,
@@ -134,7 +155,10 @@ impl Hub {
         config: HubConfig,
     ) -> anyhow::Result<Self> {
         Ok(Self {
+            slots: Vec::new(),
+            free: Vec::new(),
             connections: HashMap::new(),
+            by_feed: HashMap::new(),
             head: history.head()?,
             history,
             metrics,
@@ -148,25 +172,76 @@ impl Hub {
         let cost = delivery.cost();
         let limits = &self.config.connection;
         let metrics = &self.metrics;
-        self.connections.retain(|id, entry| {
-            if !entry.backlog.try_reserve(cost, limits) {
-                log::info!("connection {id}: slow consumer, disconnecting");
-                entry.backlog.kick();
-                entry
-                    .control
-                    .send(Control::Shutdown(Close::SLOW_CONSUMER))
-                    .ok();
-                Metrics::add(&metrics.slow_consumer_disconnects, 1);
-                return false;
+        let mut dropped = Vec::new();
+        if let Some(subscribers) = self.by_feed.get(&delivery.feed) {
+            for &slot in subscribers {
+                let Some((id, entry)) = &self.slots[slot] else {
+                    continue;
+                };
+                if !entry.backlog.try_reserve(cost, limits) {
+                    log::info!("connection {id}: slow consumer, disconnecting");
+                    entry.backlog.kick();
+                    entry
+                        .control
+                        .send(Control::Shutdown(Close::SLOW_CONSUMER))
+                        .ok();
+                    Metrics::add(&metrics.slow_consumer_disconnects, 1);
+                    dropped.push(*id);
+                } else if entry.deliver.send(Deliver(delivery.clone())).is_err() {
+                    dropped.push(*id);
+                }
             }
-            entry.deliver.send(Deliver(delivery.clone())).is_ok()
-        });
-        Metrics::set(&self.metrics.connected, self.connections.len() as u64);
+        }
+        for id in dropped {
+            self.remove(id);
+        }
         Metrics::add(&self.metrics.posts_broadcast, 1);
         self.head.seq = Some(delivery.seq);
         if delivery.kind == Kind::Created {
             self.head.post_id = Some(delivery.post_id);
         }
+    }
+
+    fn insert(&mut self, id: ConnectionId, entry: Entry) {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        for feed in entry.feeds.iter() {
+            self.by_feed.entry(feed.clone()).or_default().insert(slot);
+        }
+        self.slots[slot] = Some((id, entry));
+        if let Some(old) = self.connections.insert(id, slot) {
+            // The same id twice: the newer registration wins.
+            self.release(old);
+        }
+        Metrics::set(&self.metrics.connected, self.connections.len() as u64);
+    }
+
+    fn remove(&mut self, id: ConnectionId) {
+        if let Some(slot) = self.connections.remove(&id) {
+            self.release(slot);
+        }
+        Metrics::set(&self.metrics.connected, self.connections.len() as u64);
+    }
+
+    fn release(&mut self, slot: usize) {
+        let Some((_, entry)) = self.slots[slot].take() else {
+            return;
+        };
+        for feed in entry.feeds.iter() {
+            if let Some(subscribers) = self.by_feed.get_mut(feed) {
+                subscribers.remove(&slot);
+                if subscribers.is_empty() {
+                    self.by_feed.remove(feed);
+                }
+            }
+        }
+        self.free.push(slot);
+    }
+
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.slots.iter().flatten().map(|(_, entry)| entry)
     }
 
     fn check_drained(&mut self) {
@@ -197,9 +272,9 @@ impl Handler<Join> for Hub {
                 deliver: join.deliver,
                 control: join.control,
                 backlog: join.backlog,
+                feeds: join.feeds,
             };
-            self.connections.insert(join.id, entry);
-            Metrics::set(&self.metrics.connected, self.connections.len() as u64);
+            self.insert(join.id, entry);
         }
         self.head
     }
@@ -208,8 +283,7 @@ impl Handler<Join> for Hub {
 #[async_trait]
 impl Handler<Leave> for Hub {
     async fn handle(&mut self, _ctx: &mut Context<Self>, Leave(id): Leave) {
-        self.connections.remove(&id);
-        Metrics::set(&self.metrics.connected, self.connections.len() as u64);
+        self.remove(id);
         self.check_drained();
     }
 }
@@ -230,7 +304,7 @@ impl Handler<Broadcast> for Hub {
                 upto: delivery.seq - 1,
                 limit: usize::MAX,
             };
-            match self.history.after(span) {
+            match self.history.after(span, None) {
                 Ok(missing) => {
                     for earlier in &missing {
                         self.fan_out(earlier);
@@ -246,7 +320,7 @@ impl Handler<Broadcast> for Hub {
 #[async_trait]
 impl Handler<Tick> for Hub {
     async fn handle(&mut self, _ctx: &mut Context<Self>, _: Tick) {
-        for entry in self.connections.values() {
+        for entry in self.entries() {
             entry.control.send(Control::Tick).ok();
         }
     }
@@ -260,13 +334,21 @@ impl Handler<CloseAll> for Hub {
         CloseAll(close): CloseAll,
     ) -> oneshot::Receiver<()> {
         self.closing = Some(close);
-        for entry in self.connections.values() {
+        for entry in self.entries() {
             entry.control.send(Control::Shutdown(close)).ok();
         }
         let (tx, rx) = oneshot::channel();
         self.drained.push(tx);
         self.check_drained();
         rx
+    }
+}
+
+#[async_trait]
+impl Handler<Subscribers> for Hub {
+    async fn handle(&mut self, _ctx: &mut Context<Self>, feeds: Subscribers) -> Vec<usize> {
+        let count = |feed: &Arc<str>| self.by_feed.get(feed).map_or(0, HashSet::len);
+        feeds.0.iter().map(count).collect()
     }
 }
 

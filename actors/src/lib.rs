@@ -30,9 +30,11 @@ pub mod replay;
 
 pub use connection::{
     write_within, Close, Connection, ConnectionConfig, ConnectionId, Control, Deliver, Inbound,
-    Link, Outbound,
+    Link, Outbound, Subscription,
 };
 pub use delivery::{Delivery, Format, Kind, MAX_FORMATS};
-pub use hub::{Broadcast, CloseAll, Hub, HubConfig, HubStats, Join, Joined, Leave, Stats, Tick};
+pub use hub::{
+    Broadcast, CloseAll, Hub, HubConfig, HubStats, Join, Joined, Leave, Stats, Subscribers, Tick,
+};
 pub use metrics::Metrics;
-pub use replay::{replayed, Head, History, MemoryHistory, Span};
+pub use replay::{replayed, Feeds, Head, History, MemoryHistory, Span};

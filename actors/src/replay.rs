@@ -15,6 +15,9 @@ use crate::delivery::{Delivery, Kind};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+/// The feeds a connection subscribes to.
+pub type Feeds = Arc<[Arc<str>]>;
+
 /// Where a history stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Head {
@@ -44,9 +47,10 @@ pub struct Span {
 pub trait History: Send + Sync + 'static {
     /// Where the history stands.
     fn head(&self) -> anyhow::Result<Head>;
-    /// The compacted changes of `span`, ascending: each post at most once,
-    /// at its latest change if that lies in the span, as [`replayed`] says.
-    fn after(&self, span: Span) -> anyhow::Result<Vec<Arc<Delivery>>>;
+    /// The compacted changes of `span` to posts of `feeds` (of every feed
+    /// when `None`), ascending: each post at most once, at its latest
+    /// change if that lies in the span, as [`replayed`] says.
+    fn after(&self, span: Span, feeds: Option<&[Arc<str>]>) -> anyhow::Result<Vec<Arc<Delivery>>>;
 }
 
 /// As what a post whose latest change is after `since` is replayed to a
@@ -67,6 +71,7 @@ pub fn replayed(post_id: u64, deleted: bool, since: u64) -> Option<Kind> {
 struct Entry {
     seq: u64,
     post_id: u64,
+    feed: Arc<str>,
     kind: Kind,
     data: Arc<str>,
 }
@@ -84,20 +89,27 @@ impl MemoryHistory {
         self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends a change with the next seq (a created post's id is its
-    /// seq); answers its delivery, to broadcast.
-    pub fn record(&self, post_id: Option<u64>, kind: Kind, data: &str) -> Arc<Delivery> {
+    /// Appends a change to a post of `feed` with the next seq (a created
+    /// post's id is its seq); answers its delivery, to broadcast.
+    pub fn record(
+        &self,
+        feed: &str,
+        post_id: Option<u64>,
+        kind: Kind,
+        data: &str,
+    ) -> Arc<Delivery> {
         let mut log = self.log();
         let seq = log.last().map_or(1, |e| e.seq + 1);
         let post_id = post_id.unwrap_or(seq);
-        let data: Arc<str> = data.into();
+        let (feed, data): (Arc<str>, Arc<str>) = (feed.into(), data.into());
         log.push(Entry {
             seq,
             post_id,
+            feed: feed.clone(),
             kind,
             data: data.clone(),
         });
-        Delivery::new(seq, post_id, kind, data)
+        Delivery::new(seq, post_id, feed, kind, data)
     }
 }
 
@@ -114,7 +126,7 @@ impl History for MemoryHistory {
         })
     }
 
-    fn after(&self, span: Span) -> anyhow::Result<Vec<Arc<Delivery>>> {
+    fn after(&self, span: Span, feeds: Option<&[Arc<str>]>) -> anyhow::Result<Vec<Arc<Delivery>>> {
         let log = self.log();
         // Each post's latest change, by its seq.
         let mut latest: BTreeMap<u64, &Entry> = BTreeMap::new();
@@ -127,9 +139,11 @@ impl History for MemoryHistory {
         }
         Ok(latest
             .range(span.from + 1..=span.upto)
+            .filter(|(_, e)| feeds.is_none_or(|feeds| feeds.contains(&e.feed)))
             .filter_map(|(_, e)| {
                 let kind = replayed(e.post_id, e.kind == Kind::Deleted, span.since)?;
-                Some(Delivery::new(e.seq, e.post_id, kind, e.data.clone()))
+                let feed = e.feed.clone();
+                Some(Delivery::new(e.seq, e.post_id, feed, kind, e.data.clone()))
             })
             .take(span.limit)
             .collect())
@@ -150,23 +164,23 @@ mod tests {
     }
 
     fn kinds(history: &MemoryHistory, since: u64, upto: u64) -> Vec<(u64, u64, Kind)> {
-        let got = history.after(span(since, upto)).unwrap();
+        let got = history.after(span(since, upto), None).unwrap();
         got.iter().map(|d| (d.seq, d.post_id, d.kind)).collect()
     }
 
     #[test]
     fn each_post_once_in_its_latest_state() {
         let h = MemoryHistory::default();
-        h.record(None, Kind::Created, "a1"); // 1: post 1
-        h.record(None, Kind::Created, "b1"); // 2: post 2
-        h.record(Some(1), Kind::Updated, "a2"); // 3
-        h.record(None, Kind::Created, "c1"); // 4: post 4
-        h.record(Some(2), Kind::Deleted, "b-"); // 5
-        h.record(Some(4), Kind::Updated, "c2"); // 6
-        h.record(None, Kind::Created, "d1"); // 7: post 7
-        h.record(Some(7), Kind::Deleted, "d-"); // 8
-                                                // From nothing: every live post as new, deletions of posts the
-                                                // client never had left out.
+        h.record("main", None, Kind::Created, "a1"); // 1: post 1
+        h.record("main", None, Kind::Created, "b1"); // 2: post 2
+        h.record("main", Some(1), Kind::Updated, "a2"); // 3
+        h.record("main", None, Kind::Created, "c1"); // 4: post 4
+        h.record("main", Some(2), Kind::Deleted, "b-"); // 5
+        h.record("main", Some(4), Kind::Updated, "c2"); // 6
+        h.record("other", None, Kind::Created, "d1"); // 7: post 7
+        h.record("other", Some(7), Kind::Deleted, "d-"); // 8
+                                                         // From nothing: every live post as new, deletions of posts the
+                                                         // client never had left out.
         assert_eq!(
             kinds(&h, 0, 8),
             vec![(3, 1, Kind::Created), (6, 4, Kind::Created)]
@@ -185,6 +199,15 @@ mod tests {
             kinds(&h, 2, 5),
             vec![(3, 1, Kind::Updated), (5, 2, Kind::Deleted)]
         );
+        // Only the feeds asked for.
+        let main: Vec<Arc<str>> = vec!["main".into()];
+        let got = h.after(span(0, 8), Some(&main)).unwrap();
+        assert_eq!(
+            got.iter().map(|d| d.post_id).collect::<Vec<_>>(),
+            vec![1, 4]
+        );
+        let other: Vec<Arc<str>> = vec!["other".into()];
+        assert!(h.after(span(0, 8), Some(&other)).unwrap().is_empty());
         assert_eq!(
             h.head().unwrap(),
             Head {

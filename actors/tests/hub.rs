@@ -8,6 +8,7 @@ use futures::StreamExt;
 use livefeed_actors::{
     Broadcast, Close, CloseAll, Connection, ConnectionConfig, ConnectionId, Delivery, Format, Head,
     History, Hub, HubConfig, Inbound, Joined, Kind, Link, Metrics, Outbound, Span, Stats,
+    Subscribers, Subscription,
 };
 use std::collections::BTreeMap;
 use std::io;
@@ -80,7 +81,23 @@ impl Outbound for MemSink {
 struct MemHistory(Mutex<BTreeMap<u64, Arc<Delivery>>>);
 
 fn created(id: u64) -> Arc<Delivery> {
-    Delivery::new(id, id, Kind::Created, format!("{{\"id\":{id}}}"))
+    Delivery::new(
+        id,
+        id,
+        MAIN.into(),
+        Kind::Created,
+        format!("{{\"id\":{id}}}"),
+    )
+}
+
+/// The feed every connection of these tests follows.
+const MAIN: &str = "main";
+
+fn main_feed(since: Option<u64>) -> Subscription {
+    Subscription {
+        feeds: vec![Arc::<str>::from(MAIN)].into(),
+        since,
+    }
 }
 
 impl MemHistory {
@@ -99,7 +116,7 @@ impl History for MemHistory {
             post_id: last,
         })
     }
-    fn after(&self, span: Span) -> anyhow::Result<Vec<Arc<Delivery>>> {
+    fn after(&self, span: Span, _feeds: Option<&[Arc<str>]>) -> anyhow::Result<Vec<Arc<Delivery>>> {
         let map = self.0.lock().unwrap();
         Ok(map
             .range(span.from + 1..=span.upto)
@@ -169,7 +186,7 @@ impl World {
                 hints: self.hints.clone(),
             },
             futures::stream::pending::<Inbound>().boxed(),
-            since,
+            main_feed(since),
             Link {
                 hub: self.hub.clone(),
                 history: self.history.clone(),
@@ -373,7 +390,7 @@ async fn silent_peer_is_closed_on_heartbeat() {
             hints: Arc::default(),
         },
         futures::stream::pending::<Inbound>().boxed(),
-        None,
+        main_feed(None),
         Link {
             hub,
             history,
@@ -495,4 +512,60 @@ async fn write_only_peer_that_stops_reading_is_closed_as_slow() {
         "kicked connection kept writing: {written:?}"
     );
     assert_eq!(Metrics::get(&w.metrics.slow_consumer_disconnects), 1);
+}
+
+/// A change reaches the subscribers of its feed and nobody else; a
+/// connection of several feeds gets each of their changes once.
+#[async_std::test]
+async fn changes_reach_only_their_feeds_subscribers() {
+    let w = World::new(ConnectionConfig::default()).await;
+    let feeds = |names: &[&str]| -> Subscription {
+        Subscription {
+            feeds: names.iter().map(|n| Arc::<str>::from(*n)).collect(),
+            since: None,
+        }
+    };
+    let mut clients = Vec::new();
+    for (i, names) in [&["a"][..], &["b"], &["a", "b"], &["c"]].iter().enumerate() {
+        let (tx, rx) = unbounded();
+        let sink = MemSink {
+            events: tx,
+            gate: None,
+            hints: Arc::default(),
+        };
+        let inbound = futures::stream::pending::<Inbound>().boxed();
+        let link = Link {
+            hub: w.hub.clone(),
+            history: w.history.clone(),
+            metrics: w.metrics.clone(),
+            config: w.config.clone(),
+        };
+        let addr = Connection::new(i as u64 + 100, sink, inbound, feeds(names), link)
+            .start()
+            .await
+            .unwrap();
+        assert_eq!(next(&rx).await, Event::Welcome(None));
+        clients.push((rx, addr));
+    }
+    for (seq, feed) in [(1, "a"), (2, "b"), (3, "a"), (4, "d")] {
+        let d = Delivery::new(seq, seq, feed.into(), Kind::Created, "{}");
+        w.hub.send(Broadcast(d)).unwrap();
+    }
+    let counts = w
+        .hub
+        .call(Subscribers(vec![
+            "a".into(),
+            "b".into(),
+            "c".into(),
+            "d".into(),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(counts, vec![2, 2, 1, 0]);
+    assert_eq!(posts(&clients[0].0, 2).await, vec![1, 3]);
+    assert_eq!(posts(&clients[1].0, 1).await, vec![2]);
+    assert_eq!(posts(&clients[2].0, 3).await, vec![1, 2, 3]);
+    for (rx, _) in &clients {
+        assert!(rx.is_empty(), "a change reached a client of another feed");
+    }
 }

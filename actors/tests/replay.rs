@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use livefeed_actors::{
     Broadcast, Close, Connection, ConnectionConfig, ConnectionId, Delivery, Hub, HubConfig,
-    Inbound, Joined, Kind, Link, MemoryHistory, Metrics, Outbound,
+    Inbound, Joined, Kind, Link, MemoryHistory, Metrics, Outbound, Subscription,
 };
 use std::collections::BTreeMap;
 use std::io;
@@ -75,7 +75,7 @@ struct Server {
 impl Server {
     fn apply(&self, post_id: Option<u64>, kind: Kind, data: &str) -> u64 {
         let mut log = self.log.lock().unwrap();
-        let d = self.history.record(post_id, kind, data);
+        let d = self.history.record("main", post_id, kind, data);
         log.push((d.seq, d.post_id, kind, data.to_owned()));
         self.hub.send(Broadcast(d.clone())).unwrap();
         d.seq
@@ -159,7 +159,11 @@ async fn run(seed: u64) {
             let (tx, rx) = unbounded();
             let id = clients.len() as u64 + 1;
             let inbound = futures::stream::pending::<Inbound>().boxed();
-            let conn = Connection::new(id, Sink(tx), inbound, Some(since), link.clone());
+            let subscription = Subscription {
+                feeds: vec![Arc::<str>::from("main")].into(),
+                since: Some(since),
+            };
+            let conn = Connection::new(id, Sink(tx), inbound, subscription, link.clone());
             addrs.push(conn.start().await.unwrap());
             clients.push((since, view, rx));
         }

@@ -125,7 +125,7 @@ pub async fn run(
         metrics,
         config: connection,
     };
-    let access = Access::new(config.publish_token.clone());
+    let access = Access::new(config.publish_token.clone(), config.jwt_secret.as_deref());
     let feed = Feed::new(publisher, posts, access, link, config.max_connections);
     let routes = routes::app(&config, feed);
     log::info!("livefeed listening on http://{addr}");

@@ -58,7 +58,8 @@ pub struct Target {
     /// The server's base URL.
     #[arg(long, env = "LIVEFEED_URL", default_value = DEFAULT_URL)]
     pub url: String,
-    /// The server's publish token, when it has one.
+    /// A credential for writes: the server's publish token, or a JWT whose
+    /// `publish` claim covers the feed.
     #[arg(long, env = "LIVEFEED_PUBLISH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
@@ -75,6 +76,9 @@ pub struct PostArgs {
     /// The author's name (up to 100 characters); anonymous when absent.
     #[arg(long)]
     pub author: Option<String>,
+    /// The feed to post to (the default feed, `main`, when absent).
+    #[arg(long)]
+    pub feed: Option<String>,
     /// Server and token.
     #[command(flatten)]
     pub target: Target,
@@ -127,6 +131,13 @@ pub struct TailArgs {
     /// in its latest state); without it, only changes from now on.
     #[arg(long)]
     pub since: Option<u64>,
+    /// The feeds to follow, comma-separated (the default feed, `main`, when
+    /// absent).
+    #[arg(long, value_delimiter = ',')]
+    pub feeds: Vec<String>,
+    /// A token for private feeds (the publish token, or a JWT).
+    #[arg(long, env = "LIVEFEED_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// The server's base URL.
     #[arg(long, env = "LIVEFEED_URL", default_value = DEFAULT_URL)]
     pub url: String,

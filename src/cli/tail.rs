@@ -5,7 +5,7 @@
 use super::{fail, TailArgs};
 use crate::client::sse::{SseEvent, SseItem};
 use crate::client::{Client, ClientError, EventStream};
-use crate::feed::Post;
+use crate::feed::{Post, DEFAULT_FEED};
 use crate::net::backoff::Backoff;
 use serde::Deserialize;
 use std::io::Write;
@@ -64,7 +64,9 @@ fn follow(
     cursor: &mut Option<u64>,
     delivered: &mut bool,
 ) -> Ended {
-    let mut stream: EventStream = match server.events(*cursor, args.stall_timeout) {
+    let token = args.token.as_deref();
+    let opened = server.events(&args.feeds, token, *cursor, args.stall_timeout);
+    let mut stream: EventStream = match opened {
         Ok(stream) => stream,
         Err(ClientError::Status(e)) if e.status < 500 => {
             return Ended::Fatal(ClientError::Status(e));
@@ -144,15 +146,21 @@ fn print(line: &str) -> std::io::Result<()> {
 }
 
 /// `#42 2026-11-25T21:40:00.123Z ada: Hello — First post⏎second line`
-/// (with `edited <time>` after the time once the post was edited), with
-/// control characters neutralised so post text can't drive the terminal.
+/// (with `[feed]` after the id for a feed other than `main`, and
+/// `edited <time>` after the time once the post was edited), with control
+/// characters neutralised so post text can't drive the terminal.
 pub fn readable(post: &Post) -> String {
+    let feed = if post.feed == DEFAULT_FEED {
+        String::new()
+    } else {
+        format!("[{}] ", clean(&post.feed))
+    };
     let edited = post
         .updated_at
         .as_deref()
         .map_or(String::new(), |at| format!(" edited {at}"));
     format!(
-        "#{} {}{edited} {}: {} — {}",
+        "#{} {feed}{}{edited} {}: {} — {}",
         post.id,
         post.created_at,
         clean(post.author.as_deref().unwrap_or("anonymous")),
@@ -188,6 +196,7 @@ mod tests {
     fn post(updated_at: Option<&str>) -> Post {
         Post {
             id: 3,
+            feed: "main".into(),
             title: "a\u{1b}[2Jb".into(),
             content: "one\ntwo\u{202E}".into(),
             author: None,
@@ -204,6 +213,9 @@ mod tests {
         );
         assert!(readable(&post(Some("2026-11-26T00:00:00.000Z")))
             .starts_with("#3 2026-11-25T21:40:00.123Z edited 2026-11-26T00:00:00.000Z anonymous:"));
+        let mut other = post(None);
+        other.feed = "team-a".into();
+        assert!(readable(&other).starts_with("#3 [team-a] 2026-11-25T21:40:00.123Z anonymous:"));
     }
 
     #[test]

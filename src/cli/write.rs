@@ -13,8 +13,9 @@ pub fn post(args: PostArgs) -> ExitCode {
     if let Some(author) = &args.author {
         body["author"] = author.as_str().into();
     }
+    let feed = args.feed.as_deref();
     run(&args.target, |client, token| {
-        client.create_post(&body, token)
+        client.create_post(feed, &body, token)
     })
 }
 

@@ -125,13 +125,18 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
-    /// `POST /posts`; the created post's JSON.
+    /// `POST /posts` (or `/feeds/{feed}/posts`); the created post's JSON.
     pub fn create_post(
         &self,
+        feed: Option<&str>,
         post: &serde_json::Value,
         token: Option<&str>,
     ) -> Result<String, ClientError> {
-        let request = headers(self.agent.post(self.url("/posts")), token, None);
+        let path = match feed {
+            Some(feed) => format!("/feeds/{feed}/posts"),
+            None => "/posts".to_owned(),
+        };
+        let request = headers(self.agent.post(self.url(&path)), token, None);
         answer(request.send(post.to_string()))
     }
 
@@ -161,16 +166,30 @@ impl Client {
         answer(headers(self.agent.delete(url), token, if_match).call())
     }
 
-    /// Opens `GET /events`, resuming after `last_event_id` when given. A
-    /// read that waits longer than `stall` fails the stream.
+    /// Opens `GET /events` for `feeds` (the default feed when empty),
+    /// resuming after `last_event_id` when given, with `token` for private
+    /// feeds. A read that waits longer than `stall` fails the stream.
     pub fn events(
         &self,
+        feeds: &[String],
+        token: Option<&str>,
         last_event_id: Option<u64>,
         stall: Duration,
     ) -> Result<EventStream, ClientError> {
+        let mut url = url::Url::parse(&self.url("/events"))
+            .map_err(|_| ClientError::Url(self.base.clone(), "not a URL"))?;
+        {
+            let mut query = url.query_pairs_mut();
+            if !feeds.is_empty() {
+                query.append_pair("feeds", &feeds.join(","));
+            }
+            if let Some(token) = token {
+                query.append_pair("token", token);
+            }
+        }
         let mut request = self
             .agent
-            .get(self.url("/events"))
+            .get(url.as_str())
             .config()
             .timeout_global(None)
             .timeout_per_read(Some(stall))

@@ -3,8 +3,8 @@
 //!
 //! An entry's id is `<seq>-0`. Its fields are `op` and:
 //! - `create`: `post`, the new post without its id
-//!   (`{"title","content","author","createdAt"}`); the post's id is the
-//!   seq. Whoever reads it stamps it through the same function the local
+//!   (`{"feed","title","content","author","createdAt"}`); the post's id is
+//!   the seq. Whoever reads it stamps it through the same function the local
 //!   store uses, so every node builds the same bytes;
 //! - `update`: `id`, the post's id, `patch`, the fields it changes (as
 //!   `PATCH` takes them, validated) and `at`, its `updatedAt`: every
@@ -23,6 +23,7 @@
 //! its id, if the stream holds its create.
 
 use crate::feed::change::{Logged, Stored};
+use crate::feed::name::{FeedName, DEFAULT_FEED};
 use crate::feed::post::{NewPost, Patch, Post};
 use serde::{Deserialize, Serialize};
 
@@ -102,15 +103,23 @@ return seq
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Unstamped {
+    /// Entries written before feeds existed are in the default feed.
+    #[serde(default = "default_feed")]
+    feed: String,
     title: String,
     content: String,
     author: Option<String>,
     created_at: String,
 }
 
+fn default_feed() -> String {
+    DEFAULT_FEED.to_owned()
+}
+
 /// The `post` field of a create entry for `post`, created at `created_at`.
 pub fn encode_create(post: &NewPost, created_at: &str) -> String {
     let unstamped = Unstamped {
+        feed: post.feed.as_str().to_owned(),
         title: post.title.clone(),
         content: post.content.clone(),
         author: post.author.clone(),
@@ -172,7 +181,9 @@ pub fn decode(seq: u64, fields: &Fields<'_>) -> Result<Logged, String> {
             let json = text("post", fields.post)?;
             let u: Unstamped =
                 serde_json::from_str(&json).map_err(|e| format!("not a new post: {e}"))?;
+            let feed = FeedName::parse(&u.feed).map_err(|e| e.0)?;
             let new = NewPost {
+                feed,
                 title: u.title,
                 content: u.content,
                 author: u.author,
@@ -222,6 +233,7 @@ mod tests {
     #[test]
     fn an_entry_becomes_the_same_change_as_a_local_one() {
         let new = NewPost {
+            feed: FeedName::parse("team-a").unwrap(),
             title: "Hi \"there\"".into(),
             content: "line\nbreak ✓".into(),
             author: None,

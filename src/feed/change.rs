@@ -49,6 +49,8 @@ pub enum Change {
         id: u64,
         /// The delete's seq.
         seq: u64,
+        /// The post's feed.
+        feed: String,
     },
 }
 
@@ -78,6 +80,14 @@ impl Change {
         }
     }
 
+    /// The feed of the post it changed.
+    pub fn feed(&self) -> &str {
+        match self {
+            Change::Created(s) | Change::Updated(s) => &s.post.feed,
+            Change::Deleted { feed, .. } => feed,
+        }
+    }
+
     /// The post as it is after the change (none after a delete).
     pub fn stored(&self) -> Option<&Stored> {
         match self {
@@ -92,7 +102,13 @@ impl Change {
             Some(stored) => wire::post_data(&stored.json, stored.seq),
             None => wire::deleted_data(self.post_id(), self.seq()),
         };
-        Delivery::new(self.seq(), self.post_id(), self.kind(), data)
+        Delivery::new(
+            self.seq(),
+            self.post_id(),
+            self.feed().into(),
+            self.kind(),
+            data,
+        )
     }
 }
 

@@ -9,16 +9,25 @@
 //! - [`wire`]: every frame of every transport;
 //! - [`publish`]: the publish seam (local store or cluster log), reads,
 //!   health and metrics as data;
-//! - [`access`]: the publish-token check;
-//! - [`service`]: [`Feed`]: create, read, admit and attach push clients.
+//! - [`name`]: feed names and subscriptions;
+//! - [`access`]: who may read and write which feed (publish token, JWTs);
+//! - [`service`]: [`Feed`]: create, edit, delete, read, list feeds, admit
+//!   push clients;
+//! - [`admission`]: the connection limit's permits, attaching a client's
+//!   connection actor; `metrics`: the feed's metrics as data.
 
 pub mod access;
+pub mod admission;
 pub mod change;
+mod metrics;
+pub mod name;
 pub mod post;
 pub mod publish;
 pub mod service;
 pub mod wire;
 
+pub use admission::{Liveness, Ticket};
 pub use change::{Change, Logged, Stored};
+pub use name::{FeedName, DEFAULT_FEED};
 pub use post::{NewPost, Patch, Post};
-pub use service::{Feed, FeedError, Liveness, Ticket};
+pub use service::{Feed, FeedError, FeedInfo};

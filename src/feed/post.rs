@@ -1,12 +1,13 @@
 //! The post wire format and the validation of requests that create or edit
 //! one.
 //!
-//! A post is `{"id", "title", "content", "author", "createdAt",
+//! A post is `{"id", "feed", "title", "content", "author", "createdAt",
 //! "updatedAt"}`. Requests are validated field by field so a client learns
 //! which field is wrong; validation trims surrounding white space and counts
 //! characters, not bytes. An edit ([`Patch`]) validates each field it
 //! carries exactly as a create does.
 
+use super::name::{FeedName, DEFAULT_FEED};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::time::SystemTime;
@@ -27,6 +28,10 @@ const FIELDS: &str = "title, content, author";
 pub struct Post {
     /// Server-assigned, strictly increasing.
     pub id: u64,
+    /// The post's feed (posts stored before feeds existed are in the
+    /// default one).
+    #[serde(default = "default_feed")]
+    pub feed: String,
     /// 1..=200 characters.
     pub title: String,
     /// 1..=10000 characters; line breaks are kept.
@@ -38,6 +43,10 @@ pub struct Post {
     /// The time of the latest edit, or null if it was never edited.
     #[serde(default)]
     pub updated_at: Option<String>,
+}
+
+fn default_feed() -> String {
+    DEFAULT_FEED.to_owned()
 }
 
 /// The current time as posts show it: RFC 3339 in UTC, milliseconds, `Z`.
@@ -83,6 +92,8 @@ impl Invalid {
 /// A validated request to create a post.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewPost {
+    /// The feed it goes to.
+    pub feed: FeedName,
     /// Trimmed title.
     pub title: String,
     /// Trimmed content.
@@ -92,14 +103,15 @@ pub struct NewPost {
 }
 
 impl NewPost {
-    /// Parses and validates a request body.
-    pub fn from_json(body: &[u8]) -> Result<Self, Invalid> {
+    /// Parses and validates a request body for a post of `feed`.
+    pub fn from_json(feed: FeedName, body: &[u8]) -> Result<Self, Invalid> {
         let mut fields = object(body)?;
         let title = required(&mut fields, "title", MAX_TITLE)?;
         let content = required(&mut fields, "content", MAX_CONTENT)?;
         let author = optional(&mut fields, "author", MAX_AUTHOR)?;
         no_more(&fields)?;
         Ok(Self {
+            feed,
             title,
             content,
             author,
@@ -110,6 +122,7 @@ impl NewPost {
     pub fn into_post(self, id: u64, created_at: String) -> Post {
         Post {
             id,
+            feed: self.feed.as_str().to_owned(),
             title: self.title,
             content: self.content,
             author: self.author,
@@ -293,7 +306,7 @@ mod tests {
     use super::*;
 
     fn field_of(body: &str) -> String {
-        NewPost::from_json(body.as_bytes())
+        NewPost::from_json(FeedName::main(), body.as_bytes())
             .unwrap_err()
             .field_name()
             .unwrap()
@@ -306,7 +319,11 @@ mod tests {
 
     #[test]
     fn trims_and_accepts() {
-        let p = NewPost::from_json(br#"{"title":"  Hi ","content":"a\nb","author":"  "}"#).unwrap();
+        let p = NewPost::from_json(
+            FeedName::main(),
+            br#"{"title":"  Hi ","content":"a\nb","author":"  "}"#,
+        )
+        .unwrap();
         assert_eq!(p.title, "Hi");
         assert_eq!(p.content, "a\nb");
         assert_eq!(p.author, None);
@@ -333,13 +350,13 @@ mod tests {
     #[test]
     fn counts_characters_not_bytes() {
         let ok = format!(r#"{{"title":"{}","content":"c"}}"#, "é".repeat(200));
-        assert!(NewPost::from_json(ok.as_bytes()).is_ok());
+        assert!(NewPost::from_json(FeedName::main(), ok.as_bytes()).is_ok());
     }
 
     #[test]
     fn malformed_json_is_a_bad_request() {
         // No field at fault: the HTTP layer answers 400, not 422.
-        let e = NewPost::from_json(b"{").unwrap_err();
+        let e = NewPost::from_json(FeedName::main(), b"{").unwrap_err();
         assert!(matches!(e, Invalid::Malformed(_)), "{e:?}");
     }
 
@@ -367,6 +384,7 @@ mod tests {
     #[test]
     fn a_patch_changes_only_its_fields_and_round_trips() {
         let post = NewPost {
+            feed: FeedName::main(),
             title: "t".into(),
             content: "c".into(),
             author: Some("a".into()),

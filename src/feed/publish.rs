@@ -8,6 +8,7 @@
 //! reports its health and metrics as data, which the HTTP layer renders.
 
 use super::change::Stored;
+use super::name::FeedName;
 use super::post::{NewPost, Patch};
 use async_trait::async_trait;
 use livefeed_actors::Head;
@@ -55,11 +56,29 @@ impl Expect {
 pub trait Posts: Send + Sync + 'static {
     /// The live post with `id`.
     fn get(&self, id: u64) -> Result<Option<Found>, StorageError>;
-    /// Up to `limit` live posts with ids below `before` (all when `None`),
-    /// newest first.
-    fn page(&self, before: Option<u64>, limit: usize) -> Result<Page, StorageError>;
+    /// Up to `limit` live posts of `feed` with ids below `before` (all
+    /// when `None`), newest first.
+    fn page(
+        &self,
+        feed: &FeedName,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, StorageError>;
     /// The newest change's seq and the newest post's id.
     fn head(&self) -> Result<Head, StorageError>;
+    /// Every feed with at least one live post.
+    fn feeds(&self) -> Result<Vec<FeedStat>, StorageError>;
+}
+
+/// A feed as the store counts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedStat {
+    /// Its name.
+    pub name: String,
+    /// Live posts in it.
+    pub posts: u64,
+    /// Its newest live post.
+    pub last_post_id: Option<u64>,
 }
 
 /// A live post as read from the store.

@@ -1,51 +1,52 @@
 //! The feed service: the use cases every transport shares.
 //!
-//! - [`Feed::create`], [`Feed::update`] and [`Feed::delete`] check the
-//!   publish credential, validate the request and hand it to the
+//! - [`Feed::create`], [`Feed::update`] and [`Feed::delete`] check who may
+//!   write to the post's feed, validate the request and hand it to the
 //!   [`Publisher`];
-//! - [`Feed::admit`] and [`Ticket::attach`] let a push client in: admission
-//!   against `--max-connections` with a [`Permit`] that lives exactly as
-//!   long as the client's connection actor (it is dropped with the actor,
-//!   whichever way the actor ends, so the count cannot drift), then the
-//!   actor's wiring, replay and start.
+//! - [`Feed::get`], [`Feed::page`] and [`Feed::feeds`] read, showing a
+//!   private feed's posts only to who may read it (to anyone else they do
+//!   not exist: `404`);
+//! - [`Feed::admit`] and [`Ticket::attach`](super::admission::Ticket::attach)
+//!   let a push client in ([`admission`](super::admission)).
 //!
 //! Transports (`/ws`, `/events`, Socket.IO) are adapters around this: they
-//! parse their requests, call these, and implement [`Outbound`] for their
+//! parse their requests, call these, and implement `Outbound` for their
 //! wire format.
 
-use super::access::{Access, Denied};
+use super::access::{Access, Denied, Grant};
+use super::admission::{Admission, Ticket};
 use super::change::{Change, Stored};
+use super::name::{BadFeed, FeedName};
 use super::post::{Invalid, NewPost, Patch};
-use super::publish::{
-    Expect, Found, Health, Metric, Page, Posts, PublishError, Publisher, StorageError,
-};
-use async_trait::async_trait;
-use futures::stream::BoxStream;
-use livefeed_actors::{
-    Broadcast, Close, Connection, ConnectionId, Delivery, Hub, Inbound, Joined, Link, Metrics,
-    Outbound,
-};
-use std::io;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use super::publish::{Expect, Found, Health, Page, Posts, PublishError, Publisher, StorageError};
+use livefeed_actors::{Broadcast, Hub, Link, Subscribers};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-use xactor::{Actor, Addr};
+use xactor::Addr;
 
 /// Why a feed operation failed. Texts inside are for the log, except
-/// [`Invalid`]'s message, which tells the client what to fix.
+/// [`Invalid`]'s and [`BadFeed`]'s messages and [`Denied`]'s reason, which
+/// tell the client what to fix.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FeedError {
-    /// The request body is not a valid post.
+    /// The request body is not a valid post or edit.
     #[error(transparent)]
     Invalid(#[from] Invalid),
-    /// The publish credential is missing or wrong.
+    /// A feed name, or a subscription, is not valid.
     #[error(transparent)]
-    Unauthorized(#[from] Denied),
+    BadFeed(#[from] BadFeed),
+    /// The caller may not do this: no credential, or one that does not
+    /// cover the feed.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// No such post, or none the caller may see.
+    #[error("no such post")]
+    NotFound,
     /// The server is at `--max-connections`.
     #[error("too many connections")]
     TooManyConnections,
-    /// The change could not be made (no such post, `If-Match` failed, or
-    /// it could not be made durable).
+    /// The change could not be made (`If-Match` failed, or it could not be
+    /// made durable).
     #[error(transparent)]
     Publish(#[from] PublishError),
     /// Reading the store failed.
@@ -53,17 +54,18 @@ pub enum FeedError {
     Storage(#[from] StorageError),
 }
 
-/// How a transport's peer shows it is alive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Liveness {
-    /// It answers the connection's pings; a peer silent for a heartbeat
-    /// interval plus timeout is closed.
-    Heartbeat,
-    /// It never speaks (Server-Sent Events), or its transport runs its own
-    /// heartbeat (Socket.IO's engine): silence never closes it. A peer
-    /// that stops reading is still caught by the write timeout and the
-    /// backlog bound.
-    Unchecked,
+/// A feed as `GET /feeds` lists it (its JSON, in this field order).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedInfo {
+    /// Its name.
+    pub name: String,
+    /// Live posts in it.
+    pub posts: u64,
+    /// Its newest live post.
+    pub last_post_id: Option<u64>,
+    /// Push clients on this node that follow it.
+    pub subscribers: usize,
 }
 
 /// The feed: create and read posts, let push clients in.
@@ -71,21 +73,24 @@ pub struct Feed {
     publisher: Arc<dyn Publisher>,
     posts: Arc<dyn Posts>,
     access: Access,
-    link: Link,
-    max_connections: usize,
-    admitted: Arc<AtomicUsize>,
-    next_connection: AtomicU64,
-    created: AtomicU64,
-    updated: AtomicU64,
-    deleted: AtomicU64,
-    rejected: AtomicU64,
+    pub(super) link: Link,
+    pub(super) admission: Admission,
+    pub(super) counts: Counts,
+}
+
+/// What the feed counts, for `/metrics`.
+#[derive(Debug, Default)]
+pub(super) struct Counts {
+    pub(super) created: AtomicU64,
+    pub(super) updated: AtomicU64,
+    pub(super) deleted: AtomicU64,
+    pub(super) rejected: AtomicU64,
 }
 
 impl std::fmt::Debug for Feed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Feed")
             .field("access", &self.access)
-            .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -105,78 +110,101 @@ impl Feed {
             posts,
             access,
             link,
-            max_connections,
-            admitted: Arc::default(),
-            next_connection: AtomicU64::new(1),
-            created: AtomicU64::new(0),
-            updated: AtomicU64::new(0),
-            deleted: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
+            admission: Admission::new(max_connections),
+            counts: Counts::default(),
         })
     }
 
-    /// Creates a post from a request `body`, for a client presenting
-    /// `credential` (a publish token, if it sent one). `Ok` means the post
-    /// is durable; it reaches every push client through the store's commit
-    /// hook.
-    pub async fn create(&self, credential: Option<&str>, body: &[u8]) -> Result<Stored, FeedError> {
+    /// What a presented token (if any) grants.
+    pub fn grant(&self, credential: Option<&str>) -> Grant {
+        self.access.grant(credential)
+    }
+
+    /// Creates a post of `feed` from a request `body`. `Ok` means the post
+    /// is durable; it reaches every push client of the feed through the
+    /// store's commit hook.
+    pub async fn create(
+        &self,
+        grant: &Grant,
+        feed: FeedName,
+        body: &[u8],
+    ) -> Result<Stored, FeedError> {
         let result = async {
-            self.access.may_publish(credential)?;
-            let post = NewPost::from_json(body)?;
+            self.access.may_publish(grant, &feed)?;
+            let post = NewPost::from_json(feed, body)?;
             Ok(self.publisher.create(post).await?)
         }
         .await;
-        self.count(&self.created, result)
+        self.count(&self.counts.created, result)
     }
 
     /// Edits post `id` with the fields of `body`, if `expect` allows its
     /// latest change.
     pub async fn update(
         &self,
-        credential: Option<&str>,
+        grant: &Grant,
         id: u64,
         body: &[u8],
         expect: Expect,
     ) -> Result<Stored, FeedError> {
         let result = async {
-            self.access.may_publish(credential)?;
+            self.writable(grant, id)?;
             let patch = Patch::from_json(body)?;
             Ok(self.publisher.update(id, patch, expect).await?)
         }
         .await;
-        self.count(&self.updated, result)
+        self.count(&self.counts.updated, result)
     }
 
     /// Deletes post `id`, if `expect` allows its latest change.
-    pub async fn delete(
-        &self,
-        credential: Option<&str>,
-        id: u64,
-        expect: Expect,
-    ) -> Result<(), FeedError> {
+    pub async fn delete(&self, grant: &Grant, id: u64, expect: Expect) -> Result<(), FeedError> {
         let result = async {
-            self.access.may_publish(credential)?;
+            self.writable(grant, id)?;
             self.publisher.delete(id, expect).await?;
             Ok(())
         }
         .await;
-        self.count(&self.deleted, result)
+        self.count(&self.counts.deleted, result)
     }
 
-    /// Checks a publish credential before a transport's own parsing, so a
-    /// client without one learns that first (a refusal is counted).
-    pub fn may_publish(&self, credential: Option<&str>) -> Result<(), FeedError> {
-        self.access
-            .may_publish(credential)
-            .map_err(FeedError::from)
-            .inspect_err(|_| self.reject())
+    /// Checks that `grant` may write to post `id`: a post it may not even
+    /// read does not exist for it.
+    fn writable(&self, grant: &Grant, id: u64) -> Result<(), FeedError> {
+        self.may_write_at_all(grant)?;
+        let found = self.get(grant, id)?;
+        self.access.may_publish(grant, &feed_of(&found)?)?;
+        Ok(())
+    }
+
+    /// A caller without a credential, on a server that takes writes only
+    /// with one, is told so before anything else (whether a post exists
+    /// included). A caller with a credential is checked against the post's
+    /// own feed.
+    pub fn may_write_at_all(&self, grant: &Grant) -> Result<(), FeedError> {
+        match grant {
+            Grant::Anonymous | Grant::Invalid(_) => {
+                Ok(self.access.may_publish(grant, &FeedName::main())?)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks `grant` may write to `feed` before a transport's own parsing,
+    /// so a client without a credential learns that first (a refusal is
+    /// counted).
+    pub fn may_publish(&self, grant: &Grant, feed: &FeedName) -> Result<(), FeedError> {
+        let checked = self
+            .access
+            .may_publish(grant, feed)
+            .map_err(FeedError::from);
+        checked.inspect_err(|_| self.reject())
     }
 
     /// Counts a write that succeeded in `done`, or a refused one.
     fn count<T>(&self, done: &AtomicU64, result: Result<T, FeedError>) -> Result<T, FeedError> {
         match &result {
             Ok(_) => done.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.rejected.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.counts.rejected.fetch_add(1, Ordering::Relaxed),
         };
         result
     }
@@ -184,41 +212,73 @@ impl Feed {
     /// Counts a write refused before it reached the feed (a transport's own
     /// checks: body size, media type, a malformed id).
     pub fn reject(&self) {
-        self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.counts.rejected.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The live post with `id`.
-    pub fn get(&self, id: u64) -> Result<Option<Found>, FeedError> {
-        Ok(self.posts.get(id)?)
-    }
-
-    /// Up to `limit` posts below `before`, newest first.
-    pub fn page(&self, before: Option<u64>, limit: usize) -> Result<Page, FeedError> {
-        Ok(self.posts.page(before, limit)?)
-    }
-
-    /// Lets a push client in, or refuses it at the connection limit. The
-    /// ticket holds its place until it is attached or dropped.
-    pub fn admit(self: &Arc<Self>) -> Result<Ticket, FeedError> {
-        let taken = self
-            .admitted
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max_connections).then_some(n + 1)
-            });
-        if taken.is_err() {
-            return Err(FeedError::TooManyConnections);
+    /// The live post with `id`, if `grant` may read its feed.
+    pub fn get(&self, grant: &Grant, id: u64) -> Result<Found, FeedError> {
+        let found = self.posts.get(id)?.ok_or(FeedError::NotFound)?;
+        let feed = feed_of(&found)?;
+        match self.access.may_read(grant, &feed) {
+            Ok(()) => Ok(found),
+            Err(_) => Err(FeedError::NotFound),
         }
-        Ok(Ticket {
-            feed: self.clone(),
-            permit: Permit(self.admitted.clone()),
-            id: self.next_connection.fetch_add(1, Ordering::Relaxed),
-        })
     }
 
-    /// Push clients admitted (counted against the connection limit) and
-    /// not yet gone.
-    pub fn admitted(&self) -> usize {
-        self.admitted.load(Ordering::Acquire)
+    /// Up to `limit` posts of `feed` below `before`, newest first.
+    pub fn page(
+        &self,
+        grant: &Grant,
+        feed: &FeedName,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, FeedError> {
+        self.access.may_read(grant, feed)?;
+        Ok(self.posts.page(feed, before, limit)?)
+    }
+
+    /// Every feed with at least one live post that `grant` may read.
+    pub async fn feeds(&self, grant: &Grant) -> Result<Vec<FeedInfo>, FeedError> {
+        let stats = self.posts.feeds()?;
+        let readable: Vec<_> = stats
+            .into_iter()
+            .filter(|stat| {
+                FeedName::parse(&stat.name)
+                    .is_ok_and(|feed| self.access.may_read(grant, &feed).is_ok())
+            })
+            .collect();
+        let names = readable.iter().map(|s| s.name.as_str().into()).collect();
+        // A hub that is gone (shutting down) has no subscribers.
+        let subscribers = self
+            .link
+            .hub
+            .call(Subscribers(names))
+            .await
+            .unwrap_or_default();
+        Ok(readable
+            .into_iter()
+            .enumerate()
+            .map(|(i, stat)| FeedInfo {
+                name: stat.name,
+                posts: stat.posts,
+                last_post_id: stat.last_post_id,
+                subscribers: subscribers.get(i).copied().unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// Lets a push client of `feeds` in, if `grant` may read every one of
+    /// them and the server is below its connection limit. The ticket holds
+    /// its place until it is attached or dropped.
+    pub fn admit(
+        self: &Arc<Self>,
+        grant: &Grant,
+        feeds: Vec<FeedName>,
+    ) -> Result<Ticket, FeedError> {
+        for feed in &feeds {
+            self.access.may_read(grant, feed)?;
+        }
+        Ticket::new(self.clone(), feeds)
     }
 
     /// Whether this node should get traffic.
@@ -226,83 +286,20 @@ impl Feed {
         self.publisher.health()
     }
 
-    /// Every metric of the feed, its connections and its publisher.
-    pub fn metrics(&self) -> Vec<Metric> {
-        let m = &self.link.metrics;
-        let head = self.posts.head().unwrap_or_default();
-        let mut out = vec![
-            // The hub's count (clients registered for broadcasts), which
-            // drops in the same step that closes a slow consumer; the
-            // admission count (`connected`) lags until the actor is gone.
-            Metric::gauge(
-                "livefeed_connected_clients",
-                "Push clients currently connected.",
-                Metrics::get(&m.connected),
-            ),
-            Metric::gauge(
-                "livefeed_admitted_connections",
-                "Push connections counted against --max-connections, from admission until their actor is gone.",
-                self.admitted() as u64,
-            ),
-            Metric::counter(
-                "livefeed_connections_total",
-                "Push connections accepted since start.",
-                Metrics::get(&m.connections_total),
-            ),
-            Metric::counter(
-                "livefeed_posts_created_total",
-                "Posts created through the HTTP API.",
-                self.created.load(Ordering::Relaxed),
-            ),
-            Metric::counter(
-                "livefeed_posts_updated_total",
-                "Posts edited.",
-                self.updated.load(Ordering::Relaxed),
-            ),
-            Metric::counter(
-                "livefeed_posts_deleted_total",
-                "Posts deleted.",
-                self.deleted.load(Ordering::Relaxed),
-            ),
-            Metric::counter(
-                "livefeed_posts_rejected_total",
-                "Create, edit and delete requests refused with an error.",
-                self.rejected.load(Ordering::Relaxed),
-            ),
-            Metric::counter(
-                "livefeed_posts_broadcast_total",
-                "Changes (creates, edits, deletes) fanned out by the hub.",
-                Metrics::get(&m.posts_broadcast),
-            ),
-            Metric::counter(
-                "livefeed_frames_delivered_total",
-                "Change frames written to clients, live and replayed.",
-                Metrics::get(&m.frames_delivered),
-            ),
-            Metric::counter(
-                "livefeed_slow_consumer_disconnects_total",
-                "Clients closed for falling too far behind (1008).",
-                Metrics::get(&m.slow_consumer_disconnects),
-            ),
-            Metric::counter(
-                "livefeed_heartbeat_timeouts_total",
-                "Clients closed for not answering heartbeats.",
-                Metrics::get(&m.heartbeat_timeouts),
-            ),
-            Metric::gauge(
-                "livefeed_last_post_id",
-                "The newest stored post id.",
-                head.post_id.unwrap_or(0),
-            ),
-            Metric::gauge(
-                "livefeed_last_seq",
-                "The seq of the newest stored change.",
-                head.seq.unwrap_or(0),
-            ),
-        ];
-        self.publisher.metrics(&mut out);
-        out
+    pub(super) fn posts(&self) -> &dyn Posts {
+        &*self.posts
     }
+
+    pub(super) fn publisher(&self) -> &dyn Publisher {
+        &*self.publisher
+    }
+}
+
+/// The feed a stored post names.
+fn feed_of(found: &Found) -> Result<FeedName, FeedError> {
+    FeedName::parse(&found.feed).map_err(|_| {
+        FeedError::Storage(StorageError(format!("a post names feed {:?}", found.feed)))
+    })
 }
 
 /// Sends every change of a committed batch to the hub, in order: the
@@ -311,95 +308,5 @@ impl Feed {
 pub fn broadcast(hub: &Addr<Hub>, committed: &[Change]) {
     for change in committed {
         hub.send(Broadcast(change.delivery())).ok();
-    }
-}
-
-/// One admitted connection's place under the connection limit; given back
-/// when dropped.
-#[derive(Debug)]
-pub struct Permit(Arc<AtomicUsize>);
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A push client let in and not yet attached (a websocket still upgrading,
-/// say). Dropping it gives its place back.
-#[derive(Debug)]
-pub struct Ticket {
-    feed: Arc<Feed>,
-    permit: Permit,
-    id: ConnectionId,
-}
-
-impl Ticket {
-    /// The connection's id.
-    pub fn id(&self) -> ConnectionId {
-        self.id
-    }
-
-    /// Starts the client's connection actor: it joins the hub, sends the
-    /// welcome, replays the changes after `since` when given (compacted),
-    /// then writes every change to `sink` until `inbound` ends or the hub
-    /// drops it. The
-    /// permit lives inside the actor, so it is given back exactly when the
-    /// actor is gone.
-    pub fn attach<S: Outbound>(
-        self,
-        sink: S,
-        inbound: BoxStream<'static, Inbound>,
-        since: Option<u64>,
-        liveness: Liveness,
-    ) {
-        let Ticket { feed, permit, id } = self;
-        let mut link = feed.link.clone();
-        if liveness == Liveness::Unchecked {
-            link.config.idle_timeout = Duration::MAX;
-        }
-        let sink = Admitted {
-            sink,
-            _permit: permit,
-        };
-        let actor = Connection::new(id, sink, inbound, since, link);
-        async_std::task::spawn(async move {
-            match actor.start().await {
-                // The address is what keeps the actor alive; hold it until
-                // the actor stops itself.
-                Ok(addr) => addr.wait_for_stop().await,
-                Err(e) => log::debug!("connection {id}: did not start: {e}"),
-            }
-        });
-    }
-}
-
-/// A transport's sink together with its connection's permit: the actor
-/// owns both, so the permit goes when the actor does.
-struct Admitted<S> {
-    sink: S,
-    _permit: Permit,
-}
-
-#[async_trait]
-impl<S: Outbound> Outbound for Admitted<S> {
-    async fn welcome(&mut self, id: ConnectionId, joined: Joined) -> io::Result<()> {
-        self.sink.welcome(id, joined).await
-    }
-
-    async fn deliver(&mut self, delivery: &Delivery) -> io::Result<()> {
-        self.sink.deliver(delivery).await
-    }
-
-    fn more_pending(&mut self, more: bool) {
-        self.sink.more_pending(more);
-    }
-
-    async fn ping(&mut self) -> io::Result<()> {
-        self.sink.ping().await
-    }
-
-    async fn close(&mut self, close: Close) -> io::Result<()> {
-        self.sink.close(close).await
     }
 }

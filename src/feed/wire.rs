@@ -138,7 +138,7 @@ mod tests {
     #[test]
     fn a_change_in_every_format() {
         let post = r#"{"id":7,"title":"a\nb"}"#;
-        let d = Delivery::new(9, 7, Kind::Updated, post_data(post, 9));
+        let d = Delivery::new(9, 7, "main".into(), Kind::Updated, post_data(post, 9));
         assert_eq!(
             &**d.frame(Wire::Ws),
             r#"{"event":"postUpdated","data":{"post":{"id":7,"title":"a\nb"},"seq":9}}"#
@@ -155,12 +155,12 @@ mod tests {
             &**d.frame(Wire::SocketIoPlain),
             r#"42["postUpdated",{"post":{"id":7,"title":"a\nb"},"seq":9}]"#
         );
-        let gone = Delivery::new(10, 7, Kind::Deleted, deleted_data(7, 10));
+        let gone = Delivery::new(10, 7, "main".into(), Kind::Deleted, deleted_data(7, 10));
         assert_eq!(
             &**gone.frame(Wire::Ws),
             r#"{"event":"postDeleted","data":{"id":7,"seq":10}}"#
         );
-        let new = Delivery::new(11, 11, Kind::Created, post_data("{}", 11));
+        let new = Delivery::new(11, 11, "main".into(), Kind::Created, post_data("{}", 11));
         assert_eq!(
             &**new.frame(Wire::SocketIo),
             r#"42["newPost",{"post":{},"seq":11},"11"]"#

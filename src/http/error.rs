@@ -5,6 +5,7 @@
 //! The message is livefeed's own text: what went wrong inside (a storage or
 //! Redis error) is logged with the request line, never sent.
 
+use crate::feed::access::Denied;
 use crate::feed::post::Invalid;
 use crate::feed::publish::PublishError;
 use crate::feed::FeedError;
@@ -117,13 +118,19 @@ impl From<FeedError> for ApiError {
                 field,
                 ..Self::new(StatusCode::UnprocessableEntity, "invalid_field", message)
             },
-            FeedError::Unauthorized(_) => Self::new(
+            FeedError::BadFeed(bad) => Self::bad_request("invalid_feed", bad.0),
+            FeedError::Denied(Denied::Unauthorized(why)) => Self::new(
                 StatusCode::Unauthorized,
                 "unauthorized",
-                "creating, editing and deleting posts needs the publish token: \
-                 `Authorization: Bearer <token>` over HTTP, `auth: {token}` in a Socket.IO \
-                 handshake",
+                format!(
+                    "{why}: send it as `Authorization: Bearer <token>` over HTTP, `?token=` on \
+                     /ws and /events, `auth: {{token}}` to Socket.IO"
+                ),
             ),
+            FeedError::Denied(Denied::Forbidden(why)) => {
+                Self::new(StatusCode::Forbidden, "forbidden", why)
+            }
+            FeedError::NotFound => Self::not_found("no such post"),
             FeedError::TooManyConnections => Self::new(
                 StatusCode::ServiceUnavailable,
                 "too_many_connections",

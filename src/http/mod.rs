@@ -17,6 +17,9 @@ pub mod h1;
 pub mod ops;
 pub mod posts;
 
+use crate::feed::access::{bearer, Grant};
+use crate::feed::name::{self, FeedName};
+use crate::feed::FeedError;
 use async_std::io::ReadExt;
 pub use error::ApiError;
 use error::Detail;
@@ -55,6 +58,19 @@ pub fn json_response(status: StatusCode, body: impl Into<tide::Body>) -> Respons
         .build()
 }
 
+/// Carried by a response to the request log: the `sub` of the JWT the
+/// request presented.
+#[derive(Debug, Clone)]
+pub struct Subject(pub String);
+
+/// `res`, carrying the token's `sub` (if any) to the request log.
+pub fn for_subject(mut res: Response, grant: &Grant) -> Response {
+    if let Some(sub) = grant.subject() {
+        res.insert_ext(Subject(sub.to_owned()));
+    }
+    res
+}
+
 /// Requests answered since start.
 #[derive(Debug, Default)]
 pub struct RequestCount(AtomicU64);
@@ -81,12 +97,13 @@ impl tide::Middleware<()> for RequestLog {
         self.0 .0.fetch_add(1, Ordering::Relaxed);
         let status = res.status() as u16;
         let micros = started.elapsed().as_micros() as u64;
+        let sub = res.ext::<Subject>().map_or("", |s| s.0.as_str());
         match res.ext::<Detail>() {
             Some(Detail(detail)) => {
-                log::warn!(method = method.as_str(), path = path.as_str(), status = status, micros = micros, error = detail.as_str(); "{method} {path} {status} {micros}us: {detail}")
+                log::warn!(method = method.as_str(), path = path.as_str(), status = status, micros = micros, sub = sub, error = detail.as_str(); "{method} {path} {status} {micros}us: {detail}")
             }
             None => {
-                log::info!(method = method.as_str(), path = path.as_str(), status = status, micros = micros; "{method} {path} {status} {micros}us")
+                log::info!(method = method.as_str(), path = path.as_str(), status = status, micros = micros, sub = sub; "{method} {path} {status} {micros}us")
             }
         }
         Ok(res)
@@ -159,6 +176,31 @@ pub async fn read_body<S>(req: &mut Request<S>) -> Result<Vec<u8>, ApiError> {
         return Err(too_large());
     }
     Ok(body)
+}
+
+/// What a push route's request subscribes to: the `feeds` query parameter
+/// (comma-separated; the default feed without it), and the token it
+/// presents (`?token=`, which browsers can set on a websocket or
+/// `EventSource`, or else `Authorization: Bearer`).
+pub fn subscription<S>(req: &Request<S>) -> Result<(Vec<FeedName>, Option<String>), ApiError> {
+    let mut feeds = None;
+    let mut token = None;
+    for (key, value) in req.url().query_pairs() {
+        match &*key {
+            "feeds" => feeds = Some(value.into_owned()),
+            "token" => token = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let feeds = match feeds {
+        Some(list) => name::subscription(list.split(',')).map_err(FeedError::from)?,
+        None => vec![FeedName::main()],
+    };
+    let header = req
+        .header(tide::http::headers::AUTHORIZATION)
+        .map(|h| h.as_str());
+    let token = token.or_else(|| bearer(header).map(str::to_owned));
+    Ok((feeds, token))
 }
 
 /// The `since` query parameter of a push route: replay the changes after

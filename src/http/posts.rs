@@ -1,13 +1,14 @@
-//! The posts routes: `POST /posts`, `GET /posts`, and `GET`, `PATCH` and
-//! `DELETE /posts/{id}`.
+//! The posts and feeds routes: `POST` and `GET /posts` (the default feed),
+//! `POST` and `GET /feeds/{feed}/posts`, `GET /feeds`, and `GET`, `PATCH`
+//! and `DELETE /posts/{id}` (a post of any feed the caller may read).
 //!
 //! A post's `ETag` is `"<seq>"`, the seq of its latest change; `PATCH` and
 //! `DELETE` honour `If-Match` with it (or `*`).
 
-use super::{handler, json_response, read_body, require_json, ApiError, Server};
-use crate::feed::access::bearer;
+use super::{for_subject, handler, json_response, read_body, require_json, ApiError, Server};
+use crate::feed::access::{bearer, Grant};
 use crate::feed::publish::Expect;
-use crate::feed::{Feed, Stored};
+use crate::feed::{Feed, FeedName, Stored};
 use std::sync::Arc;
 use tide::http::headers;
 use tide::{Request, Response, StatusCode};
@@ -17,9 +18,13 @@ pub const DEFAULT_PAGE: usize = 20;
 /// Largest `limit`.
 pub const MAX_PAGE: usize = 100;
 
-/// Adds the posts routes to `app`.
+/// Adds the posts and feeds routes to `app`.
 pub fn mount(app: &mut Server, feed: Arc<Feed>) {
     app.at("/posts")
+        .post(handler(feed.clone(), create))
+        .get(handler(feed.clone(), list));
+    app.at("/feeds").get(handler(feed.clone(), feeds));
+    app.at("/feeds/:feed/posts")
         .post(handler(feed.clone(), create))
         .get(handler(feed.clone(), list));
     app.at("/posts/:id")
@@ -28,9 +33,19 @@ pub fn mount(app: &mut Server, feed: Arc<Feed>) {
         .delete(handler(feed, delete));
 }
 
-/// The publish credential a request presents.
-fn credential(req: &Request<()>) -> Option<&str> {
-    bearer(req.header(headers::AUTHORIZATION).map(|h| h.as_str()))
+/// What the request's `Authorization: Bearer` token grants.
+fn grant(feed: &Feed, req: &Request<()>) -> Grant {
+    feed.grant(bearer(
+        req.header(headers::AUTHORIZATION).map(|h| h.as_str()),
+    ))
+}
+
+/// The route's `{feed}`, or the default feed on the `/posts` routes.
+fn route_feed(req: &Request<()>) -> Result<FeedName, ApiError> {
+    match req.param("feed") {
+        Ok(name) => Ok(FeedName::parse(name).map_err(crate::feed::FeedError::from)?),
+        Err(_) => Ok(FeedName::main()),
+    }
 }
 
 /// A JSON body of at most [`MAX_BODY`](super::MAX_BODY) bytes; a refusal
@@ -57,38 +72,60 @@ fn post_response(status: StatusCode, stored: &Stored) -> Response {
 }
 
 async fn create(feed: Arc<Feed>, mut req: Request<()>) -> Response {
-    let body = match json_body(&feed, &mut req).await {
-        Ok(body) => body,
-        Err(e) => return e.into_response(),
+    let grant = grant(&feed, &req);
+    let checked = async {
+        let target = route_feed(&req).inspect_err(|_| feed.reject())?;
+        // The credential first: a client that may not write here learns
+        // that before anything about its body.
+        feed.may_publish(&grant, &target)?;
+        let body = json_body(&feed, &mut req).await?;
+        let stored = feed.create(&grant, target, &body).await?;
+        let mut res = post_response(StatusCode::Created, &stored);
+        res.insert_header(headers::LOCATION, format!("/posts/{}", stored.post.id));
+        Ok::<_, ApiError>(res)
     };
-    match feed.create(credential(&req), &body).await {
-        Ok(stored) => {
-            let mut res = post_response(StatusCode::Created, &stored);
-            res.insert_header(headers::LOCATION, format!("/posts/{}", stored.post.id));
-            res
-        }
-        Err(e) => ApiError::from(e).into_response(),
-    }
+    let res = checked.await.unwrap_or_else(ApiError::into_response);
+    for_subject(res, &grant)
 }
 
 async fn update(feed: Arc<Feed>, mut req: Request<()>) -> Response {
+    let grant = grant(&feed, &req);
     let checked = async {
         let id = post_id(&req).inspect_err(|_| feed.reject())?;
         let expect = if_match(&req);
         let body = json_body(&feed, &mut req).await?;
-        let stored = feed.update(credential(&req), id, &body, expect).await?;
+        let stored = feed.update(&grant, id, &body, expect).await?;
         Ok::<_, ApiError>(post_response(StatusCode::Ok, &stored))
     };
-    checked.await.unwrap_or_else(ApiError::into_response)
+    let res = checked.await.unwrap_or_else(ApiError::into_response);
+    for_subject(res, &grant)
 }
 
 async fn delete(feed: Arc<Feed>, req: Request<()>) -> Response {
+    let grant = grant(&feed, &req);
     let checked = async {
         let id = post_id(&req).inspect_err(|_| feed.reject())?;
-        feed.delete(credential(&req), id, if_match(&req)).await?;
+        feed.delete(&grant, id, if_match(&req)).await?;
         Ok::<_, ApiError>(Response::new(StatusCode::NoContent))
     };
-    checked.await.unwrap_or_else(ApiError::into_response)
+    let res = checked.await.unwrap_or_else(ApiError::into_response);
+    for_subject(res, &grant)
+}
+
+async fn feeds(feed: Arc<Feed>, req: Request<()>) -> Response {
+    let grant = grant(&feed, &req);
+    let listed = async {
+        #[derive(serde::Serialize)]
+        struct Listing {
+            feeds: Vec<crate::feed::FeedInfo>,
+        }
+        let body = serde_json::to_string(&Listing {
+            feeds: feed.feeds(&grant).await?,
+        })
+        .expect("a feed list serialises");
+        Ok::<_, ApiError>(json_response(StatusCode::Ok, body))
+    };
+    for_subject(listed.await.unwrap_or_else(ApiError::into_response), &grant)
 }
 
 /// The `{id}` of a `/posts/{id}` route.
@@ -121,10 +158,13 @@ fn if_match(req: &Request<()>) -> Expect {
 }
 
 async fn list(feed: Arc<Feed>, req: Request<()>) -> Response {
-    page(&feed, &req).unwrap_or_else(ApiError::into_response)
+    let grant = grant(&feed, &req);
+    let res = page(&feed, &grant, &req).unwrap_or_else(ApiError::into_response);
+    for_subject(res, &grant)
 }
 
-fn page(feed: &Feed, req: &Request<()>) -> Result<Response, ApiError> {
+fn page(feed: &Feed, grant: &Grant, req: &Request<()>) -> Result<Response, ApiError> {
+    let target = route_feed(req)?;
     let mut limit = DEFAULT_PAGE;
     let mut before = None;
     for (key, value) in req.url().query_pairs() {
@@ -152,7 +192,7 @@ fn page(feed: &Feed, req: &Request<()>) -> Result<Response, ApiError> {
             _ => {}
         }
     }
-    let page = feed.page(before, limit)?;
+    let page = feed.page(grant, &target, before, limit)?;
     let mut body = Vec::with_capacity(64 + page.posts.iter().map(|p| p.len() + 1).sum::<usize>());
     body.extend_from_slice(b"{\"posts\":[");
     for (i, post) in page.posts.iter().enumerate() {
@@ -171,14 +211,18 @@ fn page(feed: &Feed, req: &Request<()>) -> Result<Response, ApiError> {
 }
 
 async fn get(feed: Arc<Feed>, req: Request<()>) -> Response {
+    let grant = grant(&feed, &req);
     let found = (|| {
         let id = post_id(&req)?;
-        let post = feed
-            .get(id)?
-            .ok_or_else(|| ApiError::not_found(format!("no post with id {id}")))?;
+        let post = feed.get(&grant, id).map_err(|e| match e {
+            crate::feed::FeedError::NotFound => {
+                ApiError::not_found(format!("no post with id {id}"))
+            }
+            e => e.into(),
+        })?;
         let mut res = json_response(StatusCode::Ok, post.json);
         res.insert_header(headers::ETAG, etag(post.seq));
         Ok(res)
     })();
-    found.unwrap_or_else(ApiError::into_response)
+    for_subject(found.unwrap_or_else(ApiError::into_response), &grant)
 }

@@ -26,8 +26,8 @@ pub trait Namespace: Send + Sync + 'static {
     /// A client asks to join with `auth` (the CONNECT payload as JSON text,
     /// `{}` when it sent none). `Ok` means the namespace accepts it: it
     /// must call [`Socket::accept`], now or later, before emitting. `Err`
-    /// refuses it with that message (a CONNECT_ERROR).
-    fn connect(&self, socket: &Socket, auth: &str) -> Result<(), String>;
+    /// refuses it with a CONNECT_ERROR.
+    fn connect(&self, socket: &Socket, auth: &str) -> Result<(), ConnectError>;
 
     /// The client emitted an event.
     fn event(&self, socket: &Socket, event: Event) {
@@ -37,6 +37,25 @@ pub trait Namespace: Send + Sync + 'static {
     /// The client left (or its connection ended) for `reason`.
     fn disconnect(&self, socket: &Socket, reason: &str) {
         let _ = (socket, reason);
+    }
+}
+
+/// A refused CONNECT: the CONNECT_ERROR's `message`, and its `data` (what
+/// a client gets as `err.data`), if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectError {
+    /// Why, for people.
+    pub message: String,
+    /// Details for programs.
+    pub data: Option<serde_json::Value>,
+}
+
+impl From<String> for ConnectError {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            data: None,
+        }
     }
 }
 
@@ -239,10 +258,14 @@ impl Client {
             }),
         };
         self.state().sockets.insert(nsp.clone(), socket.clone());
-        if let Err(message) = namespace.connect(&socket, &socket.inner.auth) {
+        if let Err(refused) = namespace.connect(&socket, &socket.inner.auth) {
             self.state().sockets.remove(&nsp);
             socket.state().gone = true;
-            let data = serde_json::json!({ "message": message }).to_string();
+            let mut data = serde_json::json!({ "message": refused.message });
+            if let Some(details) = refused.data {
+                data["data"] = details;
+            }
+            let data = data.to_string();
             let error = Packet::new(PacketType::ConnectError, &nsp, Some(data));
             session.send([Frame::message(&error.encode())]);
         }

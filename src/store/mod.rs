@@ -14,9 +14,10 @@ mod keys;
 mod writer;
 
 use crate::feed::change::{Change, Logged, Stored};
+use crate::feed::name::{FeedName, DEFAULT_FEED};
 use crate::feed::post::{NewPost, Patch, Post};
 use crate::feed::publish::{
-    Expect, Found, Health, Metric, Page, Posts, PublishError, Publisher, StorageError,
+    Expect, FeedStat, Found, Health, Metric, Page, Posts, PublishError, Publisher, StorageError,
 };
 use crate::feed::wire;
 use async_trait::async_trait;
@@ -29,8 +30,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use writer::{Outcome, Refusal, WriteRequest, Writer};
 
-/// The feed every post is in (until named feeds exist).
-pub const DEFAULT_FEED: &str = "main";
 /// Requests queued for the writer before callers wait for room.
 const QUEUE_DEPTH: usize = 16 * 1024;
 /// sled's page cache; posts are small and recent ones are what is read.
@@ -184,11 +183,11 @@ impl Store {
         }))
     }
 
-    /// Up to `limit` live posts with ids below `before` (all when `None`),
-    /// newest first.
-    pub fn page(&self, before: Option<u64>, limit: usize) -> Result<Page, StoreError> {
-        let start = keys::feed_prefix(keys::FEED_POST, DEFAULT_FEED);
-        let end = keys::feed_key(keys::FEED_POST, DEFAULT_FEED, before.unwrap_or(u64::MAX));
+    /// Up to `limit` live posts of `feed` with ids below `before` (all when
+    /// `None`), newest first.
+    pub fn page(&self, feed: &str, before: Option<u64>, limit: usize) -> Result<Page, StoreError> {
+        let start = keys::feed_prefix(keys::FEED_POST, feed);
+        let end = keys::feed_key(keys::FEED_POST, feed, before.unwrap_or(u64::MAX));
         let mut posts = Vec::with_capacity(limit.min(128));
         let mut last_id = None;
         let mut more = false;
@@ -221,19 +220,55 @@ impl Store {
         })
     }
 
-    /// The replay of `span` (see [`History::after`]).
-    fn replay(&self, span: Span) -> Result<Vec<Arc<Delivery>>, StoreError> {
+    /// Every feed with at least one live post: its count and newest post.
+    pub fn feeds(&self) -> Result<Vec<FeedStat>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.tree.scan_prefix([keys::FEED_COUNT]) {
+            let (key, value) = entry?;
+            let name = String::from_utf8_lossy(&key[1..]).into_owned();
+            let prefix = keys::feed_prefix(keys::FEED_POST, &name);
+            let last = self.tree.scan_prefix(&prefix).next_back().transpose()?;
+            out.push(FeedStat {
+                posts: keys::number(&value),
+                last_post_id: last.map(|(key, _)| keys::number(&key)),
+                name,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The replay of `span` for posts of `feeds` (all when `None`; see
+    /// [`History::after`]): the latest-change index of each feed, merged in
+    /// seq order.
+    fn replay(
+        &self,
+        span: Span,
+        feeds: Option<&[Arc<str>]>,
+    ) -> Result<Vec<Arc<Delivery>>, StoreError> {
         let mut out = Vec::new();
         if span.from >= span.upto {
             return Ok(out);
         }
-        let range = keys::key(keys::CHANGE, span.from + 1)..=keys::key(keys::CHANGE, span.upto);
-        for entry in self.tree.range(range) {
+        let indexes: Vec<sled::Iter> = match feeds {
+            None => {
+                let range =
+                    keys::key(keys::CHANGE, span.from + 1)..=keys::key(keys::CHANGE, span.upto);
+                vec![self.tree.range(range)]
+            }
+            Some(feeds) => feeds
+                .iter()
+                .map(|feed| {
+                    let from = keys::feed_key(keys::FEED_CHANGE, feed, span.from + 1);
+                    let upto = keys::feed_key(keys::FEED_CHANGE, feed, span.upto);
+                    self.tree.range(from..=upto)
+                })
+                .collect(),
+        };
+        let mut merged = Merged::new(indexes)?;
+        while let Some((seq, id)) = merged.next()? {
             if out.len() == span.limit {
                 break;
             }
-            let (key, value) = entry?;
-            let (seq, id) = (keys::number(&key), keys::number(&value));
             if let Some(found) = self.post(id)? {
                 // A post changed again since the index was read is left to
                 // its later entry (past `upto`, it arrives live).
@@ -241,14 +276,17 @@ impl Store {
                     if let Some(kind) = replayed(id, false, span.since) {
                         let json = std::str::from_utf8(&found.json)
                             .map_err(|_| StoreError::Corrupt(id))?;
-                        out.push(Delivery::new(seq, id, kind, wire::post_data(json, seq)));
+                        let data = wire::post_data(json, seq);
+                        let feed = found.feed.as_str().into();
+                        out.push(Delivery::new(seq, id, feed, kind, data));
                     }
                 }
             } else if let Some(bytes) = self.tree.get(keys::key(keys::TOMBSTONE, id))? {
                 let gone = keys::parse_value(&bytes).ok_or(StoreError::Corrupt(id))?;
                 if gone.seq == seq {
                     if let Some(kind) = replayed(id, true, span.since) {
-                        out.push(Delivery::new(seq, id, kind, wire::deleted_data(id, seq)));
+                        let data = wire::deleted_data(id, seq);
+                        out.push(Delivery::new(seq, id, gone.feed.into(), kind, data));
                     }
                 }
             }
@@ -267,6 +305,46 @@ impl Store {
         }
         self.db.flush()?;
         Ok(())
+    }
+}
+
+/// Several seq-ordered indexes (`seq -> post id`), read as one, in seq
+/// order.
+struct Merged {
+    heads: Vec<(Option<(u64, u64)>, sled::Iter)>,
+}
+
+impl Merged {
+    fn new(indexes: Vec<sled::Iter>) -> Result<Self, StoreError> {
+        let mut heads = Vec::with_capacity(indexes.len());
+        for mut index in indexes {
+            let head = Self::read(&mut index)?;
+            heads.push((head, index));
+        }
+        Ok(Self { heads })
+    }
+
+    fn read(index: &mut sled::Iter) -> Result<Option<(u64, u64)>, StoreError> {
+        Ok(index
+            .next()
+            .transpose()?
+            .map(|(key, value)| (keys::number(&key), keys::number(&value))))
+    }
+
+    /// The entry with the lowest seq among the indexes' next ones.
+    fn next(&mut self) -> Result<Option<(u64, u64)>, StoreError> {
+        let lowest = self
+            .heads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (head, _))| head.map(|h| (h, i)))
+            .min();
+        let Some((entry, i)) = lowest else {
+            return Ok(None);
+        };
+        let (head, index) = &mut self.heads[i];
+        *head = Self::read(index)?;
+        Ok(Some(entry))
     }
 }
 
@@ -327,8 +405,8 @@ impl History for Store {
         Ok(Store::head(self)?)
     }
 
-    fn after(&self, span: Span) -> anyhow::Result<Vec<Arc<Delivery>>> {
-        Ok(self.replay(span)?)
+    fn after(&self, span: Span, feeds: Option<&[Arc<str>]>) -> anyhow::Result<Vec<Arc<Delivery>>> {
+        Ok(self.replay(span, feeds)?)
     }
 }
 
@@ -394,8 +472,17 @@ impl Posts for Store {
         Ok(self.post(id)?)
     }
 
-    fn page(&self, before: Option<u64>, limit: usize) -> Result<Page, StorageError> {
-        Ok(Store::page(self, before, limit)?)
+    fn page(
+        &self,
+        feed: &FeedName,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, StorageError> {
+        Ok(Store::page(self, feed.as_str(), before, limit)?)
+    }
+
+    fn feeds(&self) -> Result<Vec<FeedStat>, StorageError> {
+        Ok(Store::feeds(self)?)
     }
 
     fn head(&self) -> Result<Head, StorageError> {
@@ -415,6 +502,7 @@ mod tests {
 
     fn new_post(title: &str) -> NewPost {
         NewPost {
+            feed: FeedName::main(),
             title: title.into(),
             content: "c".into(),
             author: None,
@@ -441,10 +529,10 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.head().unwrap().post_id, Some(2));
         assert_eq!(store.create(new_post("c")).await.unwrap().post.id, 3);
-        let page = Store::page(&store, None, 2).unwrap();
+        let page = Store::page(&store, DEFAULT_FEED, None, 2).unwrap();
         assert_eq!(page.posts.len(), 2);
         assert_eq!(page.next, Some(2));
-        let older = Store::page(&store, page.next, 2).unwrap();
+        let older = Store::page(&store, DEFAULT_FEED, page.next, 2).unwrap();
         assert_eq!(older.posts.len(), 1);
         assert_eq!(older.next, None);
         store.close().unwrap();
@@ -536,7 +624,13 @@ mod tests {
             Err(PublishError::NotFound)
         ));
         assert!(store.post(b.post.id).unwrap().is_none());
-        assert_eq!(Store::page(&store, None, 10).unwrap().posts.len(), 1);
+        assert_eq!(
+            Store::page(&store, DEFAULT_FEED, None, 10)
+                .unwrap()
+                .posts
+                .len(),
+            1
+        );
         assert_eq!(
             store.head().unwrap(),
             Head {
@@ -554,7 +648,7 @@ mod tests {
         };
         let kinds = |since| {
             store
-                .replay(span(since))
+                .replay(span(since), None)
                 .unwrap()
                 .iter()
                 .map(|d| (d.seq, d.kind))
@@ -587,6 +681,82 @@ mod tests {
         assert_eq!(e.unwrap().seq, 2);
         assert_eq!(d1.unwrap(), 3);
         assert!(matches!(d2, Err(PublishError::NotFound)));
+        store.close().unwrap();
+    }
+
+    #[async_std::test]
+    async fn feeds_keep_their_own_pages_counts_and_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let in_feed = |feed: &str, title: &str| NewPost {
+            feed: FeedName::parse(feed).unwrap(),
+            ..new_post(title)
+        };
+        for (feed, title) in [
+            ("a", "a1"),
+            ("b", "b1"),
+            ("a", "a2"),
+            ("c", "c1"),
+            ("b", "b2"),
+        ] {
+            store.create(in_feed(feed, title)).await.unwrap();
+        }
+        store.update(2, titled("B1"), Expect::Live).await.unwrap(); // 6
+        store.delete(1, Expect::Live).await.unwrap(); // 7
+        let titles = |feed: &str| -> Vec<String> {
+            let page = Store::page(&store, feed, None, 10).unwrap();
+            page.posts
+                .iter()
+                .map(|json| serde_json::from_slice::<Post>(json).unwrap().title)
+                .collect()
+        };
+        assert_eq!(titles("a"), vec!["a2"]);
+        assert_eq!(titles("b"), vec!["b2", "B1"]);
+        assert!(titles("nothing").is_empty());
+        let stats = store.feeds().unwrap();
+        let counts: Vec<_> = stats
+            .iter()
+            .map(|f| (f.name.as_str(), f.posts, f.last_post_id))
+            .collect();
+        assert_eq!(
+            counts,
+            vec![("a", 1, Some(3)), ("b", 2, Some(5)), ("c", 1, Some(4))]
+        );
+        // Replay of feeds a and b from 0: merged in seq order, compacted,
+        // nothing of c.
+        let span = Span {
+            since: 0,
+            from: 0,
+            upto: 7,
+            limit: 100,
+        };
+        let feeds: Vec<Arc<str>> = vec!["a".into(), "b".into()];
+        let got: Vec<_> = store
+            .replay(span, Some(&feeds))
+            .unwrap()
+            .iter()
+            .map(|d| (d.seq, d.post_id, d.feed.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(3, 3, "a".into()), (5, 5, "b".into()), (6, 2, "b".into())]
+        );
+        // From 2 the delete of post 1 (feed a) is replayed to a's readers.
+        let span = Span {
+            since: 2,
+            from: 2,
+            upto: 7,
+            limit: 100,
+        };
+        let a: Vec<Arc<str>> = vec!["a".into()];
+        let got: Vec<_> = store
+            .replay(span, Some(&a))
+            .unwrap()
+            .iter()
+            .map(|d| (d.seq, d.kind))
+            .collect();
+        use livefeed_actors::Kind;
+        assert_eq!(got, vec![(3, Kind::Created), (7, Kind::Deleted)]);
         store.close().unwrap();
     }
 

@@ -10,7 +10,7 @@
 //! checked in order.
 
 use super::keys::{self, Value};
-use super::{Hook, StoreError, DEFAULT_FEED};
+use super::{Hook, StoreError};
 use crate::feed::change::{Change, Logged, Stored};
 use crate::feed::post::{timestamp, NewPost, Patch, Post};
 use crate::feed::publish::Expect;
@@ -130,9 +130,7 @@ impl<'a> Round<'a> {
         let id = change.post_id();
         let seq = change.seq();
         let before = self.live(id)?;
-        let feed = before
-            .as_ref()
-            .map_or_else(|| DEFAULT_FEED.to_owned(), |b| b.feed.clone());
+        let feed = change.feed().to_owned();
         if let Some(old) = &before {
             // The post's index entries move to this change.
             self.writes.remove(&keys::key(keys::CHANGE, old.stored.seq));
@@ -301,9 +299,10 @@ impl Writer {
                 put(round, Change::Updated(Stored::new(post, seq)))
             }
             WriteRequest::Delete { id, expect, .. } => {
-                checked(round, *id, expect)?;
+                let live = checked(round, *id, expect)?;
                 let seq = self.take_seq();
-                put(round, Change::Deleted { id: *id, seq })
+                let feed = live.feed;
+                put(round, Change::Deleted { id: *id, seq, feed })
             }
             WriteRequest::Apply { entries, .. } => {
                 for entry in entries {
@@ -318,7 +317,18 @@ impl Writer {
                             let post = patch.apply(&live.stored.post, at.clone());
                             Change::Updated(Stored::new(post, *seq))
                         }
-                        Logged::Deleted { seq, id } => Change::Deleted { id: *id, seq: *seq },
+                        Logged::Deleted { seq, id } => {
+                            let Some(live) = round.live(*id).map_err(Err)? else {
+                                log::error!("store: change {seq} deletes post {id}, which is not here; skipped");
+                                continue;
+                            };
+                            let feed = live.feed;
+                            Change::Deleted {
+                                id: *id,
+                                seq: *seq,
+                                feed,
+                            }
+                        }
                     };
                     put(round, change)?;
                 }

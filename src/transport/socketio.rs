@@ -20,14 +20,15 @@
 //! sled (compacted), then goes live, with no gap and no duplicate.
 
 use crate::config::SocketIoOptions;
+use crate::feed::name::{self, BadFeed, FeedName};
 use crate::feed::publish::Expect;
 use crate::feed::wire::{self, Wire};
-use crate::feed::{Feed, Liveness};
+use crate::feed::{Feed, FeedError, Liveness};
 use crate::http::{ApiError, Server};
 use crate::net::origin::Origins;
 use crate::socketio::engine::packet::Frame;
 use crate::socketio::engine::{random_id, CloseReason, Engine, EngineConfig};
-use crate::socketio::socket::{Event, Namespace, Socket, SocketIo};
+use crate::socketio::socket::{ConnectError, Event, Namespace, Socket, SocketIo};
 use async_trait::async_trait;
 use futures::StreamExt;
 use livefeed_actors::{Close, ConnectionId, Delivery, Inbound, Joined, Outbound};
@@ -159,10 +160,48 @@ fn pid_start(pid: &str) -> Option<u64> {
     start.parse().ok()
 }
 
+/// A CONNECT refused as the HTTP API would refuse it: its message, and
+/// `data.code` its error code.
+fn refused(e: ApiError) -> ConnectError {
+    ConnectError {
+        message: e.message,
+        data: Some(serde_json::json!({ "code": e.code })),
+    }
+}
+
+/// The feeds of a CONNECT payload (`auth.feeds`, the default feed when
+/// absent) and its token (`auth.token`).
+fn subscription(auth: &Value) -> Result<(Vec<FeedName>, Option<&str>), ApiError> {
+    let feeds = match auth.get("feeds") {
+        None | Some(Value::Null) => vec![FeedName::main()],
+        Some(Value::Array(names)) => {
+            let names: Option<Vec<&str>> = names.iter().map(Value::as_str).collect();
+            let names = names.ok_or_else(|| {
+                ApiError::from(FeedError::BadFeed(BadFeed(
+                    "auth.feeds must be an array of feed names".into(),
+                )))
+            })?;
+            name::subscription(names).map_err(FeedError::from)?
+        }
+        Some(_) => {
+            let bad = BadFeed("auth.feeds must be an array of feed names".into());
+            return Err(FeedError::BadFeed(bad).into());
+        }
+    };
+    Ok((feeds, auth.get("token").and_then(Value::as_str)))
+}
+
 impl Namespace for FeedNamespace {
-    fn connect(&self, socket: &Socket, auth: &str) -> Result<(), String> {
-        let resume = Resume::parse(auth, self.recovery)?;
-        let ticket = self.feed.admit().map_err(|e| ApiError::from(e).message)?;
+    fn connect(&self, socket: &Socket, auth: &str) -> Result<(), ConnectError> {
+        let resume = Resume::parse(auth, self.recovery)
+            .map_err(|m| refused(ApiError::bad_request("invalid_query", m)))?;
+        let auth: Value = serde_json::from_str(auth).unwrap_or(Value::Null);
+        let (feeds, token) = subscription(&auth).map_err(refused)?;
+        let grant = self.feed.grant(token);
+        let ticket = self
+            .feed
+            .admit(&grant, feeds)
+            .map_err(|e| refused(ApiError::from(e)))?;
         let sink = SocketSink {
             socket: socket.clone(),
             pid: resume.pid,
@@ -216,13 +255,33 @@ async fn write(
     token: Option<&str>,
     body: &str,
 ) -> Result<String, ApiError> {
+    let grant = feed.grant(token);
     if event == CREATE_POST {
-        let stored = feed.create(token, body.as_bytes()).await?;
+        // `{feed?, title, content, author?}`: the post goes to `feed`, the
+        // default one without it.
+        let (target, body) = match serde_json::from_str::<Value>(body) {
+            Ok(Value::Object(mut fields)) => match fields.remove("feed") {
+                Some(Value::String(name)) => {
+                    let target = FeedName::parse(&name).map_err(FeedError::from)?;
+                    (target, Value::Object(fields).to_string())
+                }
+                Some(_) => {
+                    let bad = BadFeed("feed must be a feed name".into());
+                    return Err(FeedError::BadFeed(bad).into());
+                }
+                None => (FeedName::main(), body.to_owned()),
+            },
+            _ => (FeedName::main(), body.to_owned()),
+        };
+        feed.may_publish(&grant, &target)?;
+        let stored = feed.create(&grant, target, body.as_bytes()).await?;
         return Ok(wire::post_ack(&stored.json));
     }
-    // The credential first, as over HTTP; then `{id, ...fields}`: the id
-    // names the post, the rest is the edit.
-    feed.may_publish(token)?;
+    // The credential first, as over HTTP (against the default feed, which
+    // is all a client without one could write to); then `{id, ...fields}`:
+    // the id names the post, the rest is the edit.
+    feed.may_write_at_all(&grant)
+        .inspect_err(|_| feed.reject())?;
     let mut fields = match serde_json::from_str::<Value>(body) {
         Ok(Value::Object(fields)) => fields,
         _ => {
@@ -245,11 +304,11 @@ async fn write(
     if event == UPDATE_POST {
         let patch = Value::Object(fields).to_string();
         let stored = feed
-            .update(token, id, patch.as_bytes(), Expect::Live)
+            .update(&grant, id, patch.as_bytes(), Expect::Live)
             .await?;
         Ok(wire::post_ack(&stored.json))
     } else {
-        feed.delete(token, id, Expect::Live).await?;
+        feed.delete(&grant, id, Expect::Live).await?;
         Ok(wire::deleted_ack(id))
     }
 }

@@ -23,9 +23,10 @@
 //! : ping               <- every heartbeat interval
 //! ```
 
+use crate::feed::access::Grant;
 use crate::feed::wire::{self, Wire};
 use crate::feed::{Feed, Liveness};
-use crate::http::{handler, since_param, ApiError, Server};
+use crate::http::{for_subject, handler, since_param, subscription, ApiError, Server};
 use async_trait::async_trait;
 use futures::channel::oneshot;
 use futures::io::{AsyncBufRead, AsyncRead};
@@ -53,10 +54,15 @@ pub fn mount(app: &mut Server, feed: Arc<Feed>) {
 
 /// Answers with an event stream fed by a new connection actor.
 async fn subscribe(feed: Arc<Feed>, req: Request<()>) -> Response {
-    let admitted = resume_point(&req).and_then(|since| Ok((since, feed.admit()?)));
+    let mut grant = Grant::Anonymous;
+    let admitted = resume_point(&req).and_then(|since| {
+        let (feeds, token) = subscription(&req)?;
+        grant = feed.grant(token.as_deref());
+        Ok((since, feed.admit(&grant, feeds)?))
+    });
     let (since, ticket) = match admitted {
         Ok(admitted) => admitted,
-        Err(e) => return e.into_response(),
+        Err(e) => return for_subject(e.into_response(), &grant),
     };
     let (frames, pipe) = async_channel::bounded(PIPE_FRAMES);
     let (body_alive, body_gone) = oneshot::channel::<()>();
@@ -79,13 +85,14 @@ async fn subscribe(feed: Arc<Feed>, req: Request<()>) -> Response {
         pos: 0,
         _alive: body_alive,
     };
-    Response::builder(StatusCode::Ok)
+    let res = Response::builder(StatusCode::Ok)
         .content_type("text/event-stream")
         .header(headers::CACHE_CONTROL, "no-cache")
         // Tells nginx-style proxies not to buffer the stream.
         .header("X-Accel-Buffering", "no")
         .body(Body::from_reader(body, None))
-        .build()
+        .build();
+    for_subject(res, &grant)
 }
 
 /// Where a replay starts (a seq): `Last-Event-ID` (what a reconnecting

@@ -5,8 +5,9 @@
 //! attaches the upgraded socket to the feed; the connection actor is then
 //! the only writer of the socket.
 
+use crate::feed::access::Grant;
 use crate::feed::{wire, Feed, Liveness};
-use crate::http::{handler, since_param, ApiError, Server};
+use crate::http::{for_subject, handler, since_param, subscription, ApiError, Server};
 use crate::net::cork::Cork;
 use crate::net::origin::Origins;
 use crate::net::websocket::{self, HandshakeError, Upgraded};
@@ -37,7 +38,8 @@ pub fn mount(app: &mut Server, feed: Arc<Feed>, origins: Arc<Origins>) {
 }
 
 async fn upgrade(route: Route, req: Request<()>) -> Response {
-    let checked = (|| {
+    let mut grant = Grant::Anonymous;
+    let mut checked = || {
         websocket::check_upgrade(&req).map_err(refusal)?;
         route.origins.check(&req).map_err(|origin| {
             ApiError::new(
@@ -48,12 +50,14 @@ async fn upgrade(route: Route, req: Request<()>) -> Response {
         })?;
         let key = websocket::handshake_key(&req).map_err(refusal)?;
         let since = since_param(&req)?;
-        let ticket = route.feed.admit()?;
+        let (feeds, token) = subscription(&req)?;
+        grant = route.feed.grant(token.as_deref());
+        let ticket = route.feed.admit(&grant, feeds)?;
         Ok((key, since, ticket))
-    })();
-    let (key, since, ticket) = match checked {
+    };
+    let (key, since, ticket) = match checked() {
         Ok(checked) => checked,
-        Err(e) => return ApiError::into_response(e),
+        Err(e) => return for_subject(ApiError::into_response(e), &grant),
     };
     let (res, upgraded) = websocket::switch(&key, MAX_FRAME).await;
     async_std::task::spawn(async move {
@@ -63,7 +67,7 @@ async fn upgrade(route: Route, req: Request<()>) -> Response {
             ticket.attach(WsSink { conn, cork }, inbound, since, Liveness::Heartbeat);
         }
     });
-    res
+    for_subject(res, &grant)
 }
 
 fn refusal(e: HandshakeError) -> ApiError {

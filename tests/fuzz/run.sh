@@ -55,7 +55,9 @@ cleanup() {
 trap cleanup EXIT
 
 # Port 0: the server picks a free port and logs it.
-"$BIN" serve --addr 127.0.0.1:0 --data-dir "$DATA" --log-format pretty --log-level info >"$LOG" 2>&1 &
+# A JWT secret, so every Authorization header and ?token= the fuzzer makes
+# up goes through the token checks.
+"$BIN" serve --addr 127.0.0.1:0 --data-dir "$DATA" --jwt-secret fuzz-secret --log-format pretty --log-level info >"$LOG" 2>&1 &
 SERVER=$!
 URL=""
 for _ in $(seq 1 100); do

@@ -309,3 +309,93 @@ async fn edit_and_delete_and_tail_prints_them() {
         stderr(&nothing)
     );
 }
+
+/// `post --feed` posts to a named feed, `tail --feeds` follows exactly the
+/// feeds it names, and `--token` carries a JWT for private feeds.
+#[async_std::test]
+async fn post_and_tail_name_their_feeds_and_carry_a_jwt() {
+    let server = TestServer::start_with(|c| c.jwt_secret = Some("sh".into())).await;
+    let url = server.url();
+    let reader = crate::common::jwt("sh", serde_json::json!({"subscribe": ["private-*"]}), 60);
+    let writer = crate::common::jwt(
+        "sh",
+        serde_json::json!({"subscribe": ["private-x"], "publish": ["private-x"]}),
+        60,
+    );
+    let tail = Tail::spawn(&[
+        "--url",
+        &url,
+        "--feeds",
+        "team,private-x",
+        "--token",
+        &reader,
+    ]);
+    server.await_metric("livefeed_connected_clients", 1).await;
+    // Refused: tail says why and stops instead of retrying forever.
+    let refused = run(&["tail", "--url", &url, "--feeds", "private-x"], &[]).await;
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("401 unauthorized"),
+        "{}",
+        stderr(&refused)
+    );
+    let bad = run(&["tail", "--url", &url, "--feeds", "a,Bad"], &[]).await;
+    assert!(
+        stderr(&bad).contains("400 invalid_feed"),
+        "{}",
+        stderr(&bad)
+    );
+
+    let post = |feed: &'static str, title: &'static str, token: Option<String>| {
+        let url = url.clone();
+        async move {
+            let mut args = vec![
+                "post",
+                "--url",
+                &url,
+                "--feed",
+                feed,
+                "--title",
+                title,
+                "--content",
+                "c",
+            ];
+            if let Some(t) = &token {
+                args.extend(["--token", t]);
+            }
+            run(&args, &[]).await
+        }
+    };
+    let out = post("team", "for team", None).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(created["feed"], "team");
+    assert!(post("other", "not followed", None).await.status.success());
+    let out = post("private-x", "secret", None).await;
+    assert!(
+        stderr(&out).contains("401 unauthorized"),
+        "{}",
+        stderr(&out)
+    );
+    let out = post("private-x", "secret", Some(reader.clone())).await;
+    assert!(stderr(&out).contains("403 forbidden"), "{}", stderr(&out));
+    let out = post("private-x", "secret", Some(writer)).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = post("Bad", "t", None).await;
+    assert!(
+        stderr(&out).contains("400 invalid_feed"),
+        "{}",
+        stderr(&out)
+    );
+
+    let first = tail.line();
+    assert!(
+        first.starts_with("#1 [team] ") && first.ends_with("for team — c"),
+        "{first}"
+    );
+    let second = tail.line();
+    assert!(
+        second.starts_with("#3 [private-x] ") && second.ends_with("secret — c"),
+        "{second}"
+    );
+}

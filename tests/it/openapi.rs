@@ -16,6 +16,9 @@ const NOT_EXERCISED: &[(&str, &str, &str)] = &[
     ("/posts/{id}", "get", "503"),
     ("/posts/{id}", "patch", "503"),
     ("/posts/{id}", "delete", "503"),
+    ("/feeds", "get", "503"),
+    ("/feeds/{feed}/posts", "post", "503"),
+    ("/feeds/{feed}/posts", "get", "503"),
     // Cluster mode only (tests/it/cluster.rs, with a Redis server).
     ("/readyz", "get", "503"),
 ];
@@ -175,6 +178,11 @@ fn post_json(body: &[u8]) -> Request<'_> {
         .body(body)
 }
 
+/// Whether `request` is a websocket upgrade.
+fn request_is_ws(request: &Request<'_>) -> bool {
+    format!("{request:?}").contains("websocket")
+}
+
 fn upgrade(target: &str) -> Request<'_> {
     Request::new("GET", target)
         .header("Connection", "Upgrade")
@@ -297,6 +305,69 @@ async fn real_responses_match_the_document() {
         assert_eq!(response.status, status, "{}", response.text());
         c.check("delete", "/posts/{id}", &response);
     }
+
+    // Feeds.
+    let in_feed = |feed: &'static str, body: &'static [u8]| {
+        Request::new("POST", feed)
+            .header("Content-Type", JSON)
+            .body(body)
+    };
+    let feed_posts: [(Request<'_>, u16); 6] = [
+        (
+            in_feed("/feeds/team-a/posts", br#"{"title":"t","content":"c"}"#),
+            201,
+        ),
+        (
+            in_feed("/feeds/Bad!/posts", br#"{"title":"t","content":"c"}"#),
+            400,
+        ),
+        (in_feed("/feeds/team-a/posts", b"{"), 400),
+        (in_feed("/feeds/team-a/posts", br#"{"title":""}"#), 422),
+        (in_feed("/feeds/team-a/posts", &[b' '; 70 * 1024]), 413),
+        (
+            Request::new("POST", "/feeds/team-a/posts")
+                .header("Content-Type", "text/plain")
+                .body(b"x"),
+            415,
+        ),
+    ];
+    for (request, status) in feed_posts {
+        let response = send(&server, request).await;
+        assert_eq!(response.status, status, "{}", response.text());
+        c.check("post", "/feeds/{feed}/posts", &response);
+    }
+    for (target, status) in [
+        ("/feeds/team-a/posts", 200),
+        ("/feeds/team-a/posts?limit=1&before=99", 200),
+        ("/feeds/Bad!/posts", 400),
+        ("/feeds/team-a/posts?limit=0", 400),
+        // A private feed on a server without a JWT secret.
+        ("/feeds/private-x/posts", 403),
+    ] {
+        let response = get(&server, target).await;
+        assert_eq!(response.status, status, "{target}: {}", response.text());
+        c.check("get", "/feeds/{feed}/posts", &response);
+    }
+    let listed = get(&server, "/feeds").await;
+    assert_eq!(listed.status, 200);
+    c.check("get", "/feeds", &listed);
+    let many: String = (0..101)
+        .map(|i| format!("f{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let too_many = format!("/events?feeds={many}");
+    for (target, status) in [
+        ("/events?feeds=No", 400),
+        (too_many.as_str(), 400),
+        ("/events?feeds=private-x", 403),
+    ] {
+        let response = get(&server, target).await;
+        assert_eq!(response.status, status, "{target}");
+        c.check("get", "/events", &response);
+    }
+    let ws_feed = send(&server, upgrade("/ws?feeds=private-x")).await;
+    assert_eq!(ws_feed.status, 403);
+    c.check("get", "/ws", &ws_feed);
 
     // Streams.
     let mut events = within(server.api().events(None)).await.unwrap();
@@ -451,7 +522,94 @@ async fn real_responses_match_the_document() {
     let full = get(&guarded, "/socket.io/?EIO=4&transport=polling").await;
     assert_eq!(full.status, 503);
     c.check("get", "/socket.io/", &full);
+    let refused = send(
+        &guarded,
+        in_feed("/feeds/team-a/posts", br#"{"title":"t","content":"c"}"#),
+    )
+    .await;
+    assert_eq!(refused.status, 401);
+    c.check("post", "/feeds/{feed}/posts", &refused);
     guarded.stop().await;
+
+    // Private feeds behind JWTs.
+    let secret = "jwt-secret";
+    let private = TestServer::start_with(|c| {
+        c.publish_token = Some("op".into());
+        c.jwt_secret = Some(secret.into());
+    })
+    .await;
+    let op = [("Content-Type", JSON), ("Authorization", "Bearer op")];
+    let made = private
+        .request(
+            "POST",
+            "/feeds/private-a/posts",
+            &op,
+            br#"{"title":"t","content":"c"}"#,
+        )
+        .await;
+    assert_eq!(made.status, 201);
+    let reader = crate::common::jwt(secret, json!({"subscribe": ["private-a"]}), 60);
+    let bearer = format!("Bearer {reader}");
+    let as_reader = |r: Request<'static>| -> Request<'_> { r.header("Authorization", &bearer) };
+    let forbidden = send(
+        &private,
+        as_reader(in_feed("/posts", br#"{"title":"t","content":"c"}"#)),
+    )
+    .await;
+    assert_eq!(forbidden.status, 403);
+    c.check("post", "/posts", &forbidden);
+    let forbidden = send(
+        &private,
+        as_reader(in_feed(
+            "/feeds/private-a/posts",
+            br#"{"title":"t","content":"c"}"#,
+        )),
+    )
+    .await;
+    assert_eq!(forbidden.status, 403);
+    c.check("post", "/feeds/{feed}/posts", &forbidden);
+    let edit = Request::new("PATCH", "/posts/1")
+        .header("Content-Type", JSON)
+        .body(br#"{"title":"x"}"#);
+    let forbidden = send(&private, as_reader(edit)).await;
+    assert_eq!(forbidden.status, 403);
+    c.check("patch", "/posts/{id}", &forbidden);
+    let forbidden = send(&private, as_reader(Request::new("DELETE", "/posts/1"))).await;
+    assert_eq!(forbidden.status, 403);
+    c.check("delete", "/posts/{id}", &forbidden);
+    let unauthorized = get(&private, "/feeds/private-a/posts").await;
+    assert_eq!(unauthorized.status, 401);
+    c.check("get", "/feeds/{feed}/posts", &unauthorized);
+    let read = send(
+        &private,
+        as_reader(Request::new("GET", "/feeds/private-a/posts")),
+    )
+    .await;
+    assert_eq!(read.status, 200);
+    c.check("get", "/feeds/{feed}/posts", &read);
+    let wrong = crate::common::jwt(secret, json!({"subscribe": ["private-b"]}), 60);
+    let wrong_bearer = format!("Bearer {wrong}");
+    let forbidden = send(
+        &private,
+        Request::new("GET", "/feeds/private-a/posts").header("Authorization", &wrong_bearer),
+    )
+    .await;
+    assert_eq!(forbidden.status, 403);
+    c.check("get", "/feeds/{feed}/posts", &forbidden);
+    for (request, status) in [
+        (Request::new("GET", "/events?feeds=private-a"), 401),
+        (upgrade("/ws?feeds=private-a"), 401),
+    ] {
+        let path = if status == 401 && request_is_ws(&request) {
+            "/ws"
+        } else {
+            "/events"
+        };
+        let response = send(&private, request).await;
+        assert_eq!(response.status, status, "{path}");
+        c.check("get", path, &response);
+    }
+    private.stop().await;
 
     contract.assert_all_exercised();
 }
@@ -542,7 +700,7 @@ fn the_checker_rejects_what_the_document_does_not_allow() {
             r.text()
         );
     };
-    let good = r#"{"id":1,"title":"t","content":"c","author":null,"createdAt":"2026-11-25T21:40:00.123Z","updatedAt":null}"#;
+    let good = r#"{"id":1,"feed":"main","title":"t","content":"c","author":null,"createdAt":"2026-11-25T21:40:00.123Z","updatedAt":null}"#;
     contract.check("get", "/posts/{id}", &response(200, JSON, good));
     fails("get", "/posts/{id}", response(200, JSON, r#"{"id":1}"#));
     let bad_time = good.replace("2026-11-25T21:40:00.123Z", "yesterday");

@@ -202,3 +202,16 @@ impl TestServer {
         Ws::connect(self.addr, query).await
     }
 }
+
+/// A JWT signed HS256 with `secret`, carrying `claims` plus an `exp`
+/// `ttl_secs` from now (negative: already expired).
+pub fn jwt(secret: &str, mut claims: Value, ttl_secs: i64) -> String {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    claims["exp"] = (now + ttl_secs).into();
+    let key = EncodingKey::from_secret(secret.as_bytes());
+    encode(&Header::default(), &claims, &key).unwrap()
+}
