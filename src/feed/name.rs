@@ -90,7 +90,7 @@ pub fn subscription<'a>(
 ) -> Result<Vec<FeedName>, BadFeed> {
     let mut feeds: Vec<FeedName> = Vec::new();
     for name in names {
-        let feed = FeedName::parse(name.trim())?;
+        let feed = FeedName::parse(name)?;
         if !feeds.contains(&feed) {
             feeds.push(feed);
         }
@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn subscriptions() {
-        let feeds = subscription("a, b,a".split(',')).unwrap();
+        let feeds = subscription("a,b,a".split(',')).unwrap();
         assert_eq!(
             feeds,
             vec![FeedName::parse("a").unwrap(), FeedName::parse("b").unwrap()]
@@ -148,6 +148,8 @@ mod tests {
         );
         let more: Vec<String> = (0..101).map(|i| format!("f{i}")).collect();
         assert!(subscription(more.iter().map(String::as_str)).is_err());
+        // A name is taken as sent: white space is not trimmed away.
+        assert!(subscription("a, b".split(',')).is_err());
         assert!(subscription(std::iter::empty()).is_err());
         assert!(subscription(["ok", "NO"]).is_err());
     }

@@ -258,7 +258,7 @@ async fn write(
     let grant = feed.grant(token);
     if event == CREATE_POST {
         // `{feed?, title, content, author?}`: the post goes to `feed`, the
-        // default one without it.
+        // default one when it is absent or null.
         let (target, body) = match serde_json::from_str::<Value>(body) {
             Ok(Value::Object(mut fields)) => match fields.remove("feed") {
                 Some(Value::String(name)) => {
@@ -269,6 +269,7 @@ async fn write(
                     let bad = BadFeed("feed must be a feed name".into());
                     return Err(FeedError::BadFeed(bad).into());
                 }
+                Some(Value::Null) => (FeedName::main(), Value::Object(fields).to_string()),
                 None => (FeedName::main(), body.to_owned()),
             },
             _ => (FeedName::main(), body.to_owned()),

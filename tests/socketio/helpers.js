@@ -6,6 +6,7 @@
 // timeout; nothing sleeps to synchronise.
 
 const { spawn } = require('node:child_process');
+const crypto = require('node:crypto');
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
@@ -154,9 +155,9 @@ class Livefeed extends Proc {
   }
 
   /**
-   * One HTTP request: resolves with `{status, body, seq}`, `body` the
-   * parsed JSON (null when empty) and `seq` the number in the `ETag`
-   * (`"<seq>"`), or null without one.
+   * One HTTP request: resolves with `{status, body, seq, headers}`, `body`
+   * the parsed JSON (null when empty), `seq` the number in the `ETag`
+   * (`"<seq>"`), or null without one, and `headers` the response's.
    */
   async request(method, urlPath, { body, headers = {} } = {}) {
     const res = await fetch(this.url + urlPath, {
@@ -168,7 +169,12 @@ class Livefeed extends Proc {
     const text = await res.text();
     const etag = res.headers.get('etag');
     const m = etag && /^"(\d+)"$/.exec(etag);
-    return { status: res.status, body: text ? JSON.parse(text) : null, seq: m ? Number(m[1]) : null };
+    return {
+      status: res.status,
+      body: text ? JSON.parse(text) : null,
+      seq: m ? Number(m[1]) : null,
+      headers: res.headers,
+    };
   }
 
   /** `POST /posts`; resolves with `{post, seq}` (its seq is its id). */
@@ -176,6 +182,16 @@ class Livefeed extends Proc {
     const res = await this.request('POST', '/posts', { body: { title, content }, headers });
     if (res.status !== 201) throw new Error(`publish failed: ${res.status} ${JSON.stringify(res.body)}`);
     return { post: res.body, seq: res.seq };
+  }
+
+  /**
+   * `POST /feeds/{feed}/posts`; resolves with `{post, seq, location}`
+   * (`location` the `Location` header).
+   */
+  async createIn(feed, title, content = 'body', headers = {}) {
+    const res = await this.request('POST', `/feeds/${feed}/posts`, { body: { title, content }, headers });
+    if (res.status !== 201) throw new Error(`publish to ${feed} failed: ${res.status} ${JSON.stringify(res.body)}`);
+    return { post: res.body, seq: res.seq, location: res.headers.get('location') };
   }
 
   /** `PATCH /posts/{id}`; resolves with `{post, seq}` (the edit's seq). */
@@ -353,6 +369,17 @@ class WsChangeLog extends ChangeLog {
   }
 }
 
+/**
+ * An HS256 JWT of `claims` signed with `secret` (`header` replaces the
+ * standard one, to forge odd tokens).
+ */
+function signJwt(secret, claims, header = { alg: 'HS256', typ: 'JWT' }) {
+  const encode = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const signed = `${encode(header)}.${encode(claims)}`;
+  const signature = crypto.createHmac('sha256', secret).update(signed).digest('base64url');
+  return `${signed}.${signature}`;
+}
+
 module.exports = {
   WAIT,
   CHANGE_EVENTS,
@@ -364,6 +391,7 @@ module.exports = {
   WsChangeLog,
   freePort,
   nextEvent,
+  signJwt,
   until,
   withTimeout,
 };

@@ -288,10 +288,11 @@ describe('--publish-token and socket edits', () => {
       const { post, seq } = await server.create('guarded', 'body', { authorization: 'Bearer s3cret' });
       await log.waitForSeq(seq);
 
-      const httpEdit = await server.request('PATCH', `/posts/${post.id}`, { body: { title: 'x' } });
-      const httpDelete = await server.request('DELETE', `/posts/${post.id}`);
-      assert.deepEqual([httpEdit.status, httpDelete.status], [401, 401]);
-      for (const socket of [anonymous, wrong]) {
+      for (const [socket, headers] of [[anonymous, {}], [wrong, { authorization: 'Bearer nope' }]]) {
+        // The same answer as HTTP with the same credential (none, or the wrong one).
+        const httpEdit = await server.request('PATCH', `/posts/${post.id}`, { body: { title: 'x' }, headers });
+        const httpDelete = await server.request('DELETE', `/posts/${post.id}`, { headers });
+        assert.deepEqual([httpEdit.status, httpDelete.status], [401, 401]);
         const edit = await ack(socket, 'updatePost', { id: post.id, title: 'x' });
         assert.equal(edit.error?.code, 'unauthorized', JSON.stringify(edit));
         assert.deepEqual(edit, httpEdit.body);
