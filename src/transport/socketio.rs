@@ -265,11 +265,11 @@ async fn write(
                     let target = FeedName::parse(&name).map_err(FeedError::from)?;
                     (target, Value::Object(fields).to_string())
                 }
+                Some(Value::Null) => (FeedName::main(), Value::Object(fields).to_string()),
                 Some(_) => {
                     let bad = BadFeed("feed must be a feed name".into());
                     return Err(FeedError::BadFeed(bad).into());
                 }
-                Some(Value::Null) => (FeedName::main(), Value::Object(fields).to_string()),
                 None => (FeedName::main(), body.to_owned()),
             },
             _ => (FeedName::main(), body.to_owned()),
