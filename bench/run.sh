@@ -3,7 +3,7 @@
 # minimal fan-out server, ../shared/reference/limit-server) and the classic
 # Node + Socket.IO server, same load generator, same machine, one run.
 #
-#   bench/run.sh            full run (about 12 minutes on a quiet machine), table in bench/results/latest.md
+#   bench/run.sh            full run (under 12 minutes on a quiet machine), table in bench/results/latest.md
 #   bench/run.sh --quick    CI smoke run (about 2 minutes): small N, short runs, asserts only
 #                           correctness (0 lost, 0 duplicated, 0 out of order, every server
 #                           answered) and exits non-zero otherwise; table in bench/results/quick.md
