@@ -19,7 +19,8 @@
 # scenario on a freshly started server (and a fresh data dir for livefeed).
 set -euo pipefail
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+# The header comment above, up to the first line that is not a comment.
+usage() { awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; }
 
 QUICK=0
 SCALE=0
