@@ -1,51 +1,55 @@
 //! Durable post storage on sled, behind a narrow interface.
 //!
 //! One writer thread ([`writer`]) owns every write and every flush, with
-//! group commit. Reads go straight to sled. The store is the local
-//! [`Publisher`] of a single server, the [`Posts`] every mode reads, and the
-//! actors' [`History`] for replay. [`keys`] describes the key space:
-//! current posts, tombstones of deleted ones, and indexes that keep each
-//! post's latest change, so a replay is compacted by construction.
+//! group commit. Reads go straight to sled, through the handles the writer
+//! may swap ([`shared`]). The store is the local [`Publisher`] of a single
+//! server, the [`Posts`] every mode reads, and the actors' [`History`] for
+//! replay. [`keys`] describes the key space: current posts, tombstones of
+//! deleted ones, and indexes that keep each post's latest change, so a
+//! replay is compacted by construction.
+//!
+//! When the disk fills up (or fails), the writer refuses writes, reopens
+//! sled and takes writes again once there is room ([`recovery`], with the
+//! headroom of [`reserve`]); reads go on meanwhile.
 //!
 //! A data dir written before edits and deletes existed (one tree of post
 //! JSON by id) is migrated on open.
 
 mod keys;
+mod recovery;
+mod reserve;
+mod shared;
 mod writer;
+
+pub use shared::{Faults, Stage};
 
 use crate::feed::change::{Change, Logged, Stored};
 use crate::feed::name::{FeedName, DEFAULT_FEED};
 use crate::feed::post::{NewPost, Patch, Post};
 use crate::feed::publish::{
     Expect, FeedStat, Found, Health, Metric, Page, Posts, PublishError, Publisher, StorageError,
+    StorageHealth,
 };
 use crate::feed::wire;
 use async_trait::async_trait;
 use futures::channel::oneshot;
 use keys::Value;
 use livefeed_actors::{replayed, Delivery, Head, History, Span};
+use shared::{Failing, Shared};
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 use writer::{Outcome, Refusal, WriteRequest, Writer};
 
 /// Requests queued for the writer before callers wait for room.
 const QUEUE_DEPTH: usize = 16 * 1024;
-/// sled's page cache; posts are small and recent ones are what is read.
-const CACHE_BYTES: u64 = 64 << 20;
-/// How long `open` retries a locked data directory: sled releases its lock
-/// from background threads a moment after a store of this process closes,
-/// so reopening at once (a restart in the same process) may find it held.
-const LOCK_GRACE: Duration = Duration::from_secs(1);
-/// Pause between those retries.
-const LOCK_RETRY: Duration = Duration::from_millis(10);
-/// The tree holding everything (see [`keys`]).
-const TREE: &str = "feed";
 /// The tree of the first layout: post JSON by id.
 const LEGACY_TREE: &str = "posts";
-/// The file inside a sled 0.34 directory that holds the log.
-const SLED_DATA_FILE: &str = "db";
+/// The default `--storage-reserve`: room for sled's recovery on a full
+/// disk (it writes a snapshot of about 1 KiB per MiB of data, and may zero
+/// the rest of one 512 KiB segment), with a margin.
+pub const DEFAULT_RESERVE: u64 = 8 << 20;
 
 /// What the writer calls with every committed batch, in seq order, once
 /// it is on disk and before any of its writers is answered.
@@ -60,6 +64,18 @@ pub enum StoreError {
     /// sled failed (disk full, I/O error, corruption).
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
+    /// The store is failing and takes no writes until it recovers (or
+    /// could not be reopened, and serves no reads either); nothing was
+    /// stored.
+    #[error("the store is failing and takes no writes until it recovers")]
+    Unavailable,
+    /// A write failed and, the store reopened, is not on disk: nothing was
+    /// stored. Why it failed.
+    #[error("the write failed and was not stored: {0}")]
+    NotStored(String),
+    /// A write failed and may or may not be on disk. Why it failed.
+    #[error("the write failed and may or may not be stored: {0}")]
+    Uncertain(String),
     /// A stored value is not what this version writes.
     #[error("the stored record of post {0} is unreadable")]
     Corrupt(u64),
@@ -68,10 +84,27 @@ pub enum StoreError {
     Closed,
 }
 
+/// How a store is opened.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Bytes set aside in the data directory (see [`reserve`]); 0 for none.
+    pub reserve: u64,
+    /// Failures to inject (tests only).
+    pub faults: Option<Arc<Faults>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            reserve: DEFAULT_RESERVE,
+            faults: None,
+        }
+    }
+}
+
 /// The post store.
 pub struct Store {
-    db: sled::Db,
-    tree: sled::Tree,
+    shared: Arc<Shared>,
     writer: async_channel::Sender<WriteRequest>,
     thread: Mutex<Option<JoinHandle<()>>>,
     hook: Arc<Hook>,
@@ -86,49 +119,74 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Arc<Self>, StoreError> {
-        let started = Instant::now();
-        let db = loop {
-            let opened = sled::Config::new()
-                .path(dir)
-                .cache_capacity(CACHE_BYTES)
-                .open();
-            match opened {
-                Ok(db) => break db,
-                Err(e) if is_lock_error(&e) => {
-                    if started.elapsed() >= LOCK_GRACE {
-                        return Err(StoreError::Locked(dir.display().to_string()));
-                    }
-                    std::thread::sleep(LOCK_RETRY);
-                }
-                Err(e) => return Err(StoreError::Sled(e)),
-            }
-        };
-        let tree = db.open_tree(TREE)?;
-        migrate(&db, &tree)?;
-        let next_seq = last_number(&tree, keys::CHANGE)?.map_or(1, |seq| seq + 1);
+        Self::open_with(dir, Options::default())
+    }
+
+    /// Opens (or creates) the store in `dir`. Without room for the reserve
+    /// it opens failing: reads are served, writes refused until there is.
+    pub fn open_with(dir: &Path, options: Options) -> Result<Arc<Self>, StoreError> {
+        let faults = options.faults.unwrap_or_default();
+        let handles = shared::open(dir, &faults)?;
+        migrate(&handles.db, &handles.tree)?;
+        let next_seq = last_number(&handles.tree, keys::CHANGE)?.map_or(1, |seq| seq + 1);
+        let shared = Arc::new(Shared::new(dir, handles, options.reserve, faults));
         let (tx, rx) = async_channel::bounded(QUEUE_DEPTH);
-        let data_file = std::fs::File::open(dir.join(SLED_DATA_FILE))
-            .map_err(|e| log::warn!("cannot open {SLED_DATA_FILE} for fdatasync: {e}"))
-            .ok();
         let hook = Arc::new(Hook::new());
-        let writer = Writer {
-            db: db.clone(),
-            tree: tree.clone(),
+        let mut writer = Writer {
+            shared: shared.clone(),
             next_seq,
-            data_file,
             hook: hook.clone(),
+            recovery: None,
         };
+        if let Err(e) = reserve::make(dir, options.reserve, reserve::Room::Reserve, &shared.faults)
+        {
+            log::warn!(
+                "store: no room for the {}-byte reserve in {}; taking no writes until there is: {e}",
+                options.reserve,
+                dir.display()
+            );
+            shared
+                .health
+                .set_failing(Failing::Writes, &sled::Error::Io(e).into());
+            writer.recovery = Some(recovery::Recovery::new());
+        }
         let thread = std::thread::Builder::new()
             .name("livefeed-store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
         Ok(Arc::new(Self {
-            db,
-            tree,
+            shared,
             writer: tx,
             thread: Mutex::new(Some(thread)),
             hook,
         }))
+    }
+
+    /// Whether the store takes writes, and why not.
+    pub fn storage_health(&self) -> StorageHealth {
+        self.shared.health.get()
+    }
+
+    /// The store's metrics, appended to `out`.
+    pub fn storage_metrics(&self, out: &mut Vec<Metric>) {
+        let health = &self.shared.health;
+        out.extend([
+            Metric::gauge(
+                "livefeed_storage_healthy",
+                "1 while the store takes writes; 0 while it is failing (disk full, I/O error).",
+                u64::from(self.storage_health().is_ok()),
+            ),
+            Metric::counter(
+                "livefeed_storage_failures_total",
+                "Writes to the disk that failed, each sending the store into recovery.",
+                health.failures.load(Ordering::Relaxed),
+            ),
+            Metric::counter(
+                "livefeed_storage_reopens_total",
+                "Times the database was reopened after a failure.",
+                health.reopens.load(Ordering::Relaxed),
+            ),
+        ]);
     }
 
     /// Installs the commit hook: called on the writer thread with every
@@ -172,126 +230,33 @@ impl Store {
 
     /// Post `id` as it is now, if it is live.
     pub fn post(&self, id: u64) -> Result<Option<Found>, StoreError> {
-        let Some(bytes) = self.tree.get(keys::key(keys::POST, id))? else {
-            return Ok(None);
-        };
-        let Value { seq, feed, rest } = keys::parse_value(&bytes).ok_or(StoreError::Corrupt(id))?;
-        Ok(Some(Found {
-            seq,
-            feed: feed.to_owned(),
-            json: rest.to_vec(),
-        }))
+        self.shared.read(|h| post(&h.tree, id))
     }
 
     /// Up to `limit` live posts of `feed` with ids below `before` (all when
     /// `None`), newest first.
     pub fn page(&self, feed: &str, before: Option<u64>, limit: usize) -> Result<Page, StoreError> {
-        let start = keys::feed_prefix(keys::FEED_POST, feed);
-        let end = keys::feed_key(keys::FEED_POST, feed, before.unwrap_or(u64::MAX));
-        let mut posts = Vec::with_capacity(limit.min(128));
-        let mut last_id = None;
-        let mut more = false;
-        for entry in self.tree.range(start..end).rev() {
-            let (key, _) = entry?;
-            let id = keys::number(&key);
-            if posts.len() == limit {
-                more = true;
-                break;
-            }
-            let Some(found) = self.post(id)? else {
-                continue; // deleted since the index was read
-            };
-            last_id = Some(id);
-            posts.push(found.json);
-        }
-        Ok(Page {
-            posts,
-            next: if more { last_id } else { None },
-        })
+        self.shared.read(|h| page(&h.tree, feed, before, limit))
     }
 
     /// The newest change's seq and the newest post's id.
     pub fn head(&self) -> Result<Head, StoreError> {
-        let live = last_number(&self.tree, keys::POST)?;
-        let gone = last_number(&self.tree, keys::TOMBSTONE)?;
-        Ok(Head {
-            seq: last_number(&self.tree, keys::CHANGE)?,
-            post_id: live.max(gone),
-        })
+        self.shared.read(|h| head(&h.tree))
     }
 
     /// Every feed with at least one live post: its count and newest post.
     pub fn feeds(&self) -> Result<Vec<FeedStat>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self.tree.scan_prefix([keys::FEED_COUNT]) {
-            let (key, value) = entry?;
-            let name = String::from_utf8_lossy(&key[1..]).into_owned();
-            let prefix = keys::feed_prefix(keys::FEED_POST, &name);
-            let last = self.tree.scan_prefix(&prefix).next_back().transpose()?;
-            out.push(FeedStat {
-                posts: keys::number(&value),
-                last_post_id: last.map(|(key, _)| keys::number(&key)),
-                name,
-            });
-        }
-        Ok(out)
+        self.shared.read(|h| feeds(&h.tree))
     }
 
     /// The replay of `span` for posts of `feeds` (all when `None`; see
-    /// [`History::after`]): the latest-change index of each feed, merged in
-    /// seq order.
+    /// [`History::after`]).
     fn replay(
         &self,
         span: Span,
         feeds: Option<&[Arc<str>]>,
     ) -> Result<Vec<Arc<Delivery>>, StoreError> {
-        let mut out = Vec::new();
-        if span.from >= span.upto {
-            return Ok(out);
-        }
-        let indexes: Vec<sled::Iter> = match feeds {
-            None => {
-                let range =
-                    keys::key(keys::CHANGE, span.from + 1)..=keys::key(keys::CHANGE, span.upto);
-                vec![self.tree.range(range)]
-            }
-            Some(feeds) => feeds
-                .iter()
-                .map(|feed| {
-                    let from = keys::feed_key(keys::FEED_CHANGE, feed, span.from + 1);
-                    let upto = keys::feed_key(keys::FEED_CHANGE, feed, span.upto);
-                    self.tree.range(from..=upto)
-                })
-                .collect(),
-        };
-        let mut merged = Merged::new(indexes)?;
-        while let Some((seq, id)) = merged.next()? {
-            if out.len() == span.limit {
-                break;
-            }
-            if let Some(found) = self.post(id)? {
-                // A post changed again since the index was read is left to
-                // its later entry (past `upto`, it arrives live).
-                if found.seq == seq {
-                    if let Some(kind) = replayed(id, false, span.since) {
-                        let json = std::str::from_utf8(&found.json)
-                            .map_err(|_| StoreError::Corrupt(id))?;
-                        let data = wire::post_data(json, seq);
-                        let feed = found.feed.as_str().into();
-                        out.push(Delivery::new(seq, id, feed, kind, data));
-                    }
-                }
-            } else if let Some(bytes) = self.tree.get(keys::key(keys::TOMBSTONE, id))? {
-                let gone = keys::parse_value(&bytes).ok_or(StoreError::Corrupt(id))?;
-                if gone.seq == seq {
-                    if let Some(kind) = replayed(id, true, span.since) {
-                        let data = wire::deleted_data(id, seq);
-                        out.push(Delivery::new(seq, id, gone.feed.into(), kind, data));
-                    }
-                }
-            }
-        }
-        Ok(out)
+        self.shared.read(|h| replay(&h.tree, span, feeds))
     }
 
     /// Stops the writer after the requests already queued and flushes.
@@ -303,9 +268,136 @@ impl Store {
                 log::error!("store writer thread panicked");
             }
         }
-        self.db.flush()?;
-        Ok(())
+        self.shared.close()
     }
+}
+
+// The reads, on one open database (see `Shared::read`).
+
+/// Post `id` as it is now, if it is live.
+fn post(tree: &sled::Tree, id: u64) -> Result<Option<Found>, StoreError> {
+    let Some(bytes) = tree.get(keys::key(keys::POST, id))? else {
+        return Ok(None);
+    };
+    let Value { seq, feed, rest } = keys::parse_value(&bytes).ok_or(StoreError::Corrupt(id))?;
+    Ok(Some(Found {
+        seq,
+        feed: feed.to_owned(),
+        json: rest.to_vec(),
+    }))
+}
+
+/// Up to `limit` live posts of `feed` with ids below `before`, newest first.
+fn page(
+    tree: &sled::Tree,
+    feed: &str,
+    before: Option<u64>,
+    limit: usize,
+) -> Result<Page, StoreError> {
+    let start = keys::feed_prefix(keys::FEED_POST, feed);
+    let end = keys::feed_key(keys::FEED_POST, feed, before.unwrap_or(u64::MAX));
+    let mut posts = Vec::with_capacity(limit.min(128));
+    let mut last_id = None;
+    let mut more = false;
+    for entry in tree.range(start..end).rev() {
+        let (key, _) = entry?;
+        let id = keys::number(&key);
+        if posts.len() == limit {
+            more = true;
+            break;
+        }
+        let Some(found) = post(tree, id)? else {
+            continue; // deleted since the index was read
+        };
+        last_id = Some(id);
+        posts.push(found.json);
+    }
+    Ok(Page {
+        posts,
+        next: if more { last_id } else { None },
+    })
+}
+
+/// The newest change's seq and the newest post's id.
+fn head(tree: &sled::Tree) -> Result<Head, StoreError> {
+    let live = last_number(tree, keys::POST)?;
+    let gone = last_number(tree, keys::TOMBSTONE)?;
+    Ok(Head {
+        seq: last_number(tree, keys::CHANGE)?,
+        post_id: live.max(gone),
+    })
+}
+
+/// Every feed with at least one live post.
+fn feeds(tree: &sled::Tree) -> Result<Vec<FeedStat>, StoreError> {
+    let mut out = Vec::new();
+    for entry in tree.scan_prefix([keys::FEED_COUNT]) {
+        let (key, value) = entry?;
+        let name = String::from_utf8_lossy(&key[1..]).into_owned();
+        let prefix = keys::feed_prefix(keys::FEED_POST, &name);
+        let last = tree.scan_prefix(&prefix).next_back().transpose()?;
+        out.push(FeedStat {
+            posts: keys::number(&value),
+            last_post_id: last.map(|(key, _)| keys::number(&key)),
+            name,
+        });
+    }
+    Ok(out)
+}
+
+/// The replay of `span`: the latest-change index of each feed, merged in
+/// seq order.
+fn replay(
+    tree: &sled::Tree,
+    span: Span,
+    feeds: Option<&[Arc<str>]>,
+) -> Result<Vec<Arc<Delivery>>, StoreError> {
+    let mut out = Vec::new();
+    if span.from >= span.upto {
+        return Ok(out);
+    }
+    let indexes: Vec<sled::Iter> = match feeds {
+        None => {
+            let range = keys::key(keys::CHANGE, span.from + 1)..=keys::key(keys::CHANGE, span.upto);
+            vec![tree.range(range)]
+        }
+        Some(feeds) => feeds
+            .iter()
+            .map(|feed| {
+                let from = keys::feed_key(keys::FEED_CHANGE, feed, span.from + 1);
+                let upto = keys::feed_key(keys::FEED_CHANGE, feed, span.upto);
+                tree.range(from..=upto)
+            })
+            .collect(),
+    };
+    let mut merged = Merged::new(indexes)?;
+    while let Some((seq, id)) = merged.next()? {
+        if out.len() == span.limit {
+            break;
+        }
+        if let Some(found) = post(tree, id)? {
+            // A post changed again since the index was read is left to
+            // its later entry (past `upto`, it arrives live).
+            if found.seq == seq {
+                if let Some(kind) = replayed(id, false, span.since) {
+                    let json =
+                        std::str::from_utf8(&found.json).map_err(|_| StoreError::Corrupt(id))?;
+                    let data = wire::post_data(json, seq);
+                    let feed = found.feed.as_str().into();
+                    out.push(Delivery::new(seq, id, feed, kind, data));
+                }
+            }
+        } else if let Some(bytes) = tree.get(keys::key(keys::TOMBSTONE, id))? {
+            let gone = keys::parse_value(&bytes).ok_or(StoreError::Corrupt(id))?;
+            if gone.seq == seq {
+                if let Some(kind) = replayed(id, true, span.since) {
+                    let data = wire::deleted_data(id, seq);
+                    out.push(Delivery::new(seq, id, gone.feed.into(), kind, data));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Several seq-ordered indexes (`seq -> post id`), read as one, in seq
@@ -410,18 +502,14 @@ impl History for Store {
     }
 }
 
-/// sled reports a held file lock as an I/O error with this text.
-fn is_lock_error(e: &sled::Error) -> bool {
-    matches!(e, sled::Error::Io(io)
-        if io.kind() == std::io::ErrorKind::WouldBlock
-            || io.to_string().contains("could not acquire lock"))
-}
-
 fn publish_error(e: Result<Refusal, StoreError>) -> PublishError {
     match e {
         Ok(Refusal::NotFound) => PublishError::NotFound,
         Ok(Refusal::Precondition(current)) => PublishError::Precondition { current },
         Err(StoreError::Closed) => PublishError::Closed,
+        Err(e @ (StoreError::Unavailable | StoreError::NotStored(_))) => {
+            PublishError::StorageUnavailable(e.to_string())
+        }
         Err(e) => PublishError::Storage(e.to_string()),
     }
 }
@@ -458,13 +546,17 @@ impl Publisher for Store {
     }
 
     fn health(&self) -> Health {
+        let storage = self.storage_health();
         Health {
-            ready: true,
+            ready: storage.is_ok(),
+            storage,
             cluster: None,
         }
     }
 
-    fn metrics(&self, _out: &mut Vec<Metric>) {}
+    fn metrics(&self, out: &mut Vec<Metric>) {
+        self.storage_metrics(out);
+    }
 }
 
 impl Posts for Store {

@@ -9,6 +9,7 @@ mod cli;
 mod cluster;
 mod cluster_feeds;
 mod cluster_lifecycle;
+mod disk;
 mod feeds;
 mod fuzz_regressions;
 mod http_api;
