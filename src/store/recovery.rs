@@ -32,10 +32,11 @@
 //! order, before any later round.
 
 use super::keys::{self, Value};
+use super::read::last_number;
 use super::reserve::{self, Room};
 use super::shared::{Failing, Stage};
 use super::writer::Writer;
-use super::{last_number, StoreError};
+use super::StoreError;
 use crate::feed::change::Change;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
