@@ -34,22 +34,27 @@ fi
 command -v python3 >/dev/null || skip "python3 is not installed"
 [ "$(id -u)" = 0 ] || skip "mounting a tmpfs needs root (run as root, as CI does)"
 
-MNT="$(mktemp -d)"
+# Everything of a run in one temp dir: the mount point, the server's log
+# and the pids of the servers it started.
+WORK="$(mktemp -d -t livefeed-disk.XXXXXX)"
+MNT="$WORK/mnt"
+mkdir "$MNT"
 cleanup() {
   # A server left behind by a failed check holds files on the mount.
-  if [ -f "$MNT.pids" ]; then
-    while read -r pid; do kill -KILL "$pid" 2>/dev/null || true; done < "$MNT.pids"
-    rm -f "$MNT.pids"
+  if [ -f "$WORK/pids" ]; then
+    while read -r pid; do kill -KILL "$pid" 2>/dev/null || true; done < "$WORK/pids"
   fi
   if mountpoint -q "$MNT"; then umount "$MNT" || umount -l "$MNT" || true; fi
-  rmdir "$MNT" 2>/dev/null || true
+  if [ "${status:-1}" = 0 ]; then rm -rf "$WORK"; else echo "disk: the server's log is $WORK/server.log"; fi
 }
 trap cleanup EXIT
-if ! mount -t tmpfs -o "size=$SIZE,mode=0700" livefeed-disk-test "$MNT" 2>"$MNT.err"; then
-  why="$(cat "$MNT.err")"; rm -f "$MNT.err"
+if ! mount -t tmpfs -o "size=$SIZE,mode=0700" livefeed-disk-test "$MNT" 2>"$WORK/mount.err"; then
+  why="$(cat "$WORK/mount.err")"
+  status=0
   skip "mount -t tmpfs was refused ($why)"
 fi
-rm -f "$MNT.err"
 echo "disk: a $SIZE tmpfs at $MNT"
 
-timeout --kill-after=10 300 python3 "$HERE/check.py" "$BIN" "$MNT" "$MNT.pids"
+status=0
+timeout --kill-after=10 300 python3 "$HERE/check.py" "$BIN" "$MNT" "$WORK/server.log" "$WORK/pids" || status=$?
+exit "$status"
