@@ -5,12 +5,13 @@ tmpfs it mounted.
     check.py BIN MOUNT LOG PIDFILE
 
 Starts BIN with its data on MOUNT, creates posts, connects a websocket
-client, fills the disk with a filler file and creates posts until one is
-refused, then checks what the server says while it cannot write (503
+client, fills the disk with a filler file and creates posts (from several
+threads at once) until one is refused, then checks what the server says while it cannot write (503
 storage_unavailable without internal text, /readyz 503, /healthz degraded,
 /metrics), that it serves reads and keeps its websocket client meanwhile
 (a reader polls all along), frees the space and waits (bounded) for writes
-to be taken again, and finally restarts the server on the same data and
+to be taken again, does it all once more (a second full disk), and
+finally restarts the server on the same data and
 checks that every post that got a 201 is there with its content, that no
 post answered "nothing was stored" is, and that nothing else is but a post
 answered "may or may not have been stored", with its own content.
@@ -37,6 +38,7 @@ import time
 WAIT = 30.0  # the longest any single wait may take, in seconds
 RECOVERY_WAIT = 20.0  # the bound on writes coming back once space is freed
 MAX_POSTS = 20000  # creates tried before giving up on filling the disk
+WRITERS = 4  # concurrent creators while the disk fills: failing rounds of several writes
 CONTENT = "x" * 1500  # a post's padding: the disk fills in fewer posts
 INTERNAL = ("os error", "No space", "sled", "StorageFull", "Io(")
 
@@ -225,6 +227,30 @@ def fill(path):
     return written
 
 
+def until_refused(addr, create):
+    """Creates posts from WRITERS threads until one is refused; that
+    (status, reply), or None if none was."""
+    refused = []
+    done = threading.Event()
+
+    def writer():
+        for _ in range(MAX_POSTS // WRITERS):
+            if done.is_set():
+                return
+            status, reply = create(addr)
+            if status != 201:
+                refused.append((status, reply))
+                done.set()
+                return
+
+    threads = [threading.Thread(target=writer, daemon=True) for _ in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT * 4)
+    return refused[0] if refused else None
+
+
 class Reader(threading.Thread):
     """Reads a page of posts over and over until stopped; counts answers
     that were not 200."""
@@ -285,10 +311,12 @@ def main():
     not_stored = {}  # title -> message: answered "nothing was stored"
     maybe = {}  # title -> content: answered "may or may not have been stored"
     counter = [0]
+    counting = threading.Lock()
 
     def create(addr):
-        counter[0] += 1
-        n = counter[0]
+        with counting:
+            counter[0] += 1
+            n = counter[0]
         title, content = f"post {n}", f"{n} {CONTENT}"
         status, body = request(addr, "POST", "/posts", {"title": title, "content": content})
         reply = as_json(body) or {}
@@ -319,12 +347,7 @@ def main():
 
         filled = fill(filler)
         print(f"# the filler took {filled} bytes", flush=True)
-        refused = None
-        for _ in range(MAX_POSTS):
-            status, reply = create(addr)
-            if status != 201:
-                refused = (status, reply)
-                break
+        refused = until_refused(addr, create)
         if not t.check(refused is not None, "creates fail once the disk is full",
                        f"{len(acked)} posts created"):
             raise Abort("the disk never filled up")
@@ -391,6 +414,24 @@ def main():
         t.check(health.get("status") == "ok" and health.get("storage", {}).get("state") == "ok",
                 "/healthz says ok again", health)
         t.check(metric(addr, "livefeed_storage_healthy") == 1, "/metrics: livefeed_storage_healthy 1")
+
+        # The disk fills up again: handled the same way, and again undone.
+        fill(filler)
+        refused = until_refused(addr, create)
+        t.check(refused is not None and refused[0] == 503
+                and refused[1].get("error", {}).get("code") == "storage_unavailable",
+                "the disk full a second time: 503 storage_unavailable again", refused)
+        t.check(request(addr, "GET", "/readyz")[0] == 503, "/readyz 503 again")
+        os.remove(filler)
+        deadline = time.monotonic() + RECOVERY_WAIT
+        while request(addr, "GET", "/readyz")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status, reply = create(addr)
+        t.check(status == 201, "and creates succeed again after that", f"{status} {reply}")
+        last = reply.get("id", 0)
+        failures = metric(addr, "livefeed_storage_failures_total")
+        t.check(failures is not None and failures >= 2, "/metrics counts both failures",
+                f"livefeed_storage_failures_total {failures}")
 
         # The first client saw every stored post once, in order, and
         # nothing answered "not stored".
