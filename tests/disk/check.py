@@ -6,12 +6,12 @@ tmpfs it mounted.
 
 Starts BIN with its data on MOUNT, creates posts, connects a websocket
 client, fills the disk with a filler file and creates posts (from several
-threads at once) until one is refused, then checks what the server says while it cannot write (503
-storage_unavailable without internal text, /readyz 503, /healthz degraded,
-/metrics), that it serves reads and keeps its websocket client meanwhile
-(a reader polls all along), frees the space and waits (bounded) for writes
-to be taken again, does it all once more (a second full disk), and
-finally restarts the server on the same data and
+threads at once) until one is refused, then checks what the server says
+while it cannot write (503 storage_unavailable without internal text,
+/readyz 503, /healthz degraded, /metrics), that it serves reads and keeps
+its websocket client meanwhile (a reader polls all along), frees the space
+and waits (bounded) for writes to be taken again, does it all once more (a
+second full disk), and finally restarts the server on the same data and
 checks that every post that got a 201 is there with its content, that no
 post answered "nothing was stored" is, and that nothing else is but a post
 answered "may or may not have been stored", with its own content.
