@@ -27,12 +27,12 @@ skip() {
   exit 0
 }
 
+[ "$(id -u)" = 0 ] || skip "mounting a tmpfs needs root (run as root, as CI does)"
+command -v python3 >/dev/null || skip "python3 is not installed"
 if [ ! -x "$BIN" ]; then
   echo "disk: no server binary at $BIN (run: cargo build --release)" >&2
   exit 1
 fi
-command -v python3 >/dev/null || skip "python3 is not installed"
-[ "$(id -u)" = 0 ] || skip "mounting a tmpfs needs root (run as root, as CI does)"
 
 # Everything of a run in one temp dir: the mount point, the server's log
 # and the pids of the servers it started.
