@@ -8,6 +8,7 @@
 //! test server.
 
 use crate::cluster::resp::RedisUrl;
+use crate::feed::idempotency::DEFAULT_TTL as DEFAULT_IDEMPOTENCY_TTL;
 use crate::store::Faults;
 use clap::{ArgAction, Args, ValueEnum};
 use std::net::SocketAddr;
@@ -98,6 +99,12 @@ pub struct Config {
     /// Most concurrent push connections; more are refused with 503.
     #[arg(long, env = "LIVEFEED_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+
+    /// How long a create's Idempotency-Key is remembered: a retry within
+    /// it is answered with the first create's post instead of storing
+    /// another.
+    #[arg(long, env = "LIVEFEED_IDEMPOTENCY_TTL", default_value = "24h", value_parser = positive_duration)]
+    pub idempotency_ttl: Duration,
 
     /// Log format.
     #[arg(long, env = "LIVEFEED_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
@@ -225,11 +232,21 @@ impl Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             storage_reserve: DEFAULT_STORAGE_RESERVE,
             storage_faults: None,
+            idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
             log_format: LogFormat::Auto,
             log_level: log::LevelFilter::Info,
             socketio: SocketIoOptions::default(),
             cluster: ClusterOptions::default(),
         }
+    }
+}
+
+/// A duration above zero (`24h`, `90m`, `1h 30m`).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -25,11 +25,12 @@ mod writer;
 pub use shared::{Faults, Stage};
 
 use crate::feed::change::{Change, Logged, Stored};
+use crate::feed::idempotency::Idempotency;
 use crate::feed::name::{FeedName, DEFAULT_FEED};
 use crate::feed::post::{NewPost, Patch, Post};
 use crate::feed::publish::{
-    Expect, FeedStat, Found, Health, Metric, Page, Posts, PublishError, Publisher, StorageError,
-    StorageHealth,
+    Created, Expect, FeedStat, Found, Health, Metric, Page, Posts, PublishError, Publisher,
+    StorageError, StorageHealth,
 };
 use async_trait::async_trait;
 use futures::channel::oneshot;
@@ -37,7 +38,7 @@ use livefeed_actors::{Delivery, Head, History, Span};
 use read::last_number;
 use shared::{Failing, Shared};
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use writer::{Outcome, Refusal, WriteRequest, Writer};
@@ -79,6 +80,9 @@ pub enum StoreError {
     /// A stored value is not what this version writes.
     #[error("the stored record of post {0} is unreadable")]
     Corrupt(u64),
+    /// A stored idempotency key record is not what this version writes.
+    #[error("a stored idempotency key record is unreadable")]
+    CorruptKey,
     /// The store is shutting down.
     #[error("the store is closed")]
     Closed,
@@ -108,6 +112,8 @@ pub struct Store {
     writer: async_channel::Sender<WriteRequest>,
     thread: Mutex<Option<JoinHandle<()>>>,
     hook: Arc<Hook>,
+    /// Expired idempotency records the writer deleted.
+    keys_expired: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -132,11 +138,13 @@ impl Store {
         let shared = Arc::new(Shared::new(dir, handles, options.reserve, faults));
         let (tx, rx) = async_channel::bounded(QUEUE_DEPTH);
         let hook = Arc::new(Hook::new());
+        let keys_expired = Arc::new(AtomicU64::new(0));
         let mut writer = Writer {
             shared: shared.clone(),
             next_seq,
             hook: hook.clone(),
             recovery: None,
+            keys_expired: keys_expired.clone(),
         };
         if let Err(e) = reserve::make(dir, options.reserve, reserve::Room::Reserve, &shared.faults)
         {
@@ -159,6 +167,7 @@ impl Store {
             writer: tx,
             thread: Mutex::new(Some(thread)),
             hook,
+            keys_expired,
         }))
     }
 
@@ -331,6 +340,9 @@ fn publish_error(e: Result<Refusal, StoreError>) -> PublishError {
     match e {
         Ok(Refusal::NotFound) => PublishError::NotFound,
         Ok(Refusal::Precondition(current)) => PublishError::Precondition { current },
+        Ok(Refusal::KeyReused) => PublishError::KeyReused,
+        // Answered as a success by `create`, the only request that gets it.
+        Ok(Refusal::Replay(_)) => PublishError::Closed,
         Err(StoreError::Closed) => PublishError::Closed,
         Err(e @ (StoreError::Unavailable | StoreError::NotStored(_))) => {
             PublishError::StorageUnavailable(e.to_string())
@@ -341,12 +353,26 @@ fn publish_error(e: Result<Refusal, StoreError>) -> PublishError {
 
 #[async_trait]
 impl Publisher for Store {
-    async fn create(&self, post: NewPost) -> Result<Stored, PublishError> {
-        let change = self
-            .write(|reply| WriteRequest::Create { post, reply })
-            .await
-            .map_err(publish_error)?;
-        change.stored().cloned().ok_or(PublishError::Closed)
+    async fn create(
+        &self,
+        post: NewPost,
+        once: Option<&Idempotency>,
+    ) -> Result<Created, PublishError> {
+        let once = once.cloned();
+        let written = self
+            .write(|reply| WriteRequest::Create { post, once, reply })
+            .await;
+        match written {
+            Ok(change) => Ok(Created {
+                stored: change.stored().cloned().ok_or(PublishError::Closed)?,
+                replayed: false,
+            }),
+            Err(Ok(Refusal::Replay(stored))) => Ok(Created {
+                stored: *stored,
+                replayed: true,
+            }),
+            Err(e) => Err(publish_error(e)),
+        }
     }
 
     async fn update(&self, id: u64, patch: Patch, expect: Expect) -> Result<Stored, PublishError> {
@@ -381,6 +407,11 @@ impl Publisher for Store {
 
     fn metrics(&self, out: &mut Vec<Metric>) {
         self.storage_metrics(out);
+        out.push(Metric::counter(
+            "livefeed_idempotency_keys_expired_total",
+            "Idempotency-Key records deleted after their TTL (a single node; Redis expires a cluster's).",
+            self.keys_expired.load(Ordering::Relaxed),
+        ));
     }
 }
 

@@ -293,7 +293,10 @@ mod tests {
                 content: "c".into(),
                 author: None,
             };
-            self.store.create(post).await.map(|s| s.post.id)
+            self.store
+                .create(post, None)
+                .await
+                .map(|c| c.stored.post.id)
         }
 
         fn state(&self) -> &'static str {

@@ -1,4 +1,5 @@
 use super::*;
+use std::time::Duration;
 
 fn new_post(title: &str) -> NewPost {
     NewPost {
@@ -6,6 +7,13 @@ fn new_post(title: &str) -> NewPost {
         title: title.into(),
         content: "c".into(),
         author: None,
+    }
+}
+
+impl Store {
+    /// A create without an idempotency key: its post.
+    async fn create_post(&self, post: NewPost) -> Result<Stored, PublishError> {
+        Ok(self.create(post, None).await?.stored)
     }
 }
 
@@ -21,14 +29,14 @@ async fn ids_increase_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = Store::open(dir.path()).unwrap();
-        let a = store.create(new_post("a")).await.unwrap();
-        let b = store.create(new_post("b")).await.unwrap();
+        let a = store.create_post(new_post("a")).await.unwrap();
+        let b = store.create_post(new_post("b")).await.unwrap();
         assert_eq!((a.post.id, b.post.id), (1, 2));
         store.close().unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.head().unwrap().post_id, Some(2));
-    assert_eq!(store.create(new_post("c")).await.unwrap().post.id, 3);
+    assert_eq!(store.create_post(new_post("c")).await.unwrap().post.id, 3);
     let page = Store::page(&store, DEFAULT_FEED, None, 2).unwrap();
     assert_eq!(page.posts.len(), 2);
     assert_eq!(page.next, Some(2));
@@ -55,7 +63,7 @@ async fn concurrent_creates_get_distinct_ids() {
             let store = store.clone();
             async_std::task::spawn(async move {
                 store
-                    .create(new_post(&i.to_string()))
+                    .create_post(new_post(&i.to_string()))
                     .await
                     .unwrap()
                     .post
@@ -84,7 +92,10 @@ async fn applied_changes_keep_their_seqs_and_creates_follow_them() {
         store.post(3).unwrap().unwrap().json,
         stored[0].json.as_bytes()
     );
-    assert_eq!(store.create(new_post("next")).await.unwrap().post.id, 8);
+    assert_eq!(
+        store.create_post(new_post("next")).await.unwrap().post.id,
+        8
+    );
     store.close().unwrap();
 }
 
@@ -92,8 +103,8 @@ async fn applied_changes_keep_their_seqs_and_creates_follow_them() {
 async fn edits_and_deletes_take_seqs_and_check_the_current_state() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let a = store.create(new_post("a")).await.unwrap();
-    let b = store.create(new_post("b")).await.unwrap();
+    let a = store.create_post(new_post("a")).await.unwrap();
+    let b = store.create_post(new_post("b")).await.unwrap();
     let edited = store
         .update(a.post.id, titled("A"), Expect::Live)
         .await
@@ -162,7 +173,7 @@ async fn edits_and_deletes_take_seqs_and_check_the_current_state() {
     // All of it survives a restart.
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.head().unwrap().seq, Some(4));
-    assert_eq!(store.create(new_post("c")).await.unwrap().post.id, 5);
+    assert_eq!(store.create_post(new_post("c")).await.unwrap().post.id, 5);
     store.close().unwrap();
 }
 
@@ -170,7 +181,7 @@ async fn edits_and_deletes_take_seqs_and_check_the_current_state() {
 async fn one_round_checks_its_requests_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let a = store.create(new_post("a")).await.unwrap();
+    let a = store.create_post(new_post("a")).await.unwrap();
     // Queued together: the edit sees the create's seq, the delete the
     // edit's, the second delete finds nothing.
     let (e, d1, d2) = futures::join!(
@@ -199,7 +210,7 @@ async fn feeds_keep_their_own_pages_counts_and_replay() {
         ("c", "c1"),
         ("b", "b2"),
     ] {
-        store.create(in_feed(feed, title)).await.unwrap();
+        store.create_post(in_feed(feed, title)).await.unwrap();
     }
     store.update(2, titled("B1"), Expect::Live).await.unwrap(); // 6
     store.delete(1, Expect::Live).await.unwrap(); // 7
@@ -257,6 +268,89 @@ async fn feeds_keep_their_own_pages_counts_and_replay() {
         .collect();
     use livefeed_actors::Kind;
     assert_eq!(got, vec![(3, Kind::Created), (7, Kind::Deleted)]);
+    store.close().unwrap();
+}
+
+fn once(key: &str, body: &str, ttl: Duration) -> Idempotency {
+    use crate::feed::idempotency::{Key, Keyed};
+    let keyed = Keyed {
+        key: Key::parse(key).unwrap(),
+        route: "/posts".into(),
+    };
+    let body = serde_json::from_str(body).unwrap();
+    Idempotency::new(&crate::feed::access::Grant::Anonymous, &keyed, &body, ttl)
+}
+
+/// The idempotency records in the tree: `K` and `E` entries.
+fn key_entries(store: &Store) -> (usize, usize) {
+    let count = |prefix| {
+        let count = |h: &shared::Handles| Ok(h.tree.scan_prefix([prefix]).count());
+        store.shared.read(count).unwrap()
+    };
+    (count(keys::IDEMPOTENCY), count(keys::KEY_EXPIRY))
+}
+
+#[async_std::test]
+async fn a_keyed_create_is_stored_once_and_its_answer_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = Duration::from_secs(86_400);
+    let first = once("k", r#"{"title":"a","content":"c"}"#, day);
+    let other = once("k", r#"{"title":"b","content":"c"}"#, day);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        // Three at once with one key (one round, or rounds in a row):
+        // one post, the others its replays; another body is refused.
+        let (a, b, c) = futures::join!(
+            store.create(new_post("a"), Some(&first)),
+            store.create(new_post("a"), Some(&first)),
+            store.create(new_post("b"), Some(&other)),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.stored, b.stored);
+        assert_eq!([a.replayed, b.replayed], [false, true]);
+        assert!(matches!(c, Err(PublishError::KeyReused)), "{c:?}");
+        assert_eq!(store.head().unwrap().seq, Some(1));
+        // An edit does not change what a replay answers.
+        store.update(1, titled("A"), Expect::Live).await.unwrap();
+        store.close().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let again = store.create(new_post("a"), Some(&first)).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.stored.post.title, "a");
+    assert_eq!((again.stored.seq, again.stored.post.updated_at), (1, None));
+    assert_eq!(store.head().unwrap().seq, Some(2));
+    assert_eq!(key_entries(&store), (1, 1));
+    store.close().unwrap();
+}
+
+#[async_std::test]
+async fn expired_keys_are_forgotten_and_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // Expired as soon as its round is over.
+    let gone = once("k", r#"{"title":"a","content":"c"}"#, Duration::ZERO);
+    let made = store.create(new_post("a"), Some(&gone)).await.unwrap();
+    assert_eq!(key_entries(&store), (1, 1));
+    // The key is free again: a new post, a new record in place of the
+    // old one (whose expiry entry goes with it).
+    let fresh = store.create(new_post("a"), Some(&gone)).await.unwrap();
+    assert!(!fresh.replayed);
+    assert_ne!(fresh.stored.post.id, made.stored.post.id);
+    assert_eq!(key_entries(&store), (1, 1));
+    // The next round (any write) deletes the expired record.
+    store.create_post(new_post("x")).await.unwrap();
+    assert_eq!(key_entries(&store), (0, 0));
+    assert_eq!(store.keys_expired.load(Ordering::Relaxed), 1);
+    // A live key is kept by the sweep.
+    let kept = once(
+        "k2",
+        r#"{"title":"a","content":"c"}"#,
+        Duration::from_secs(60),
+    );
+    store.create(new_post("a"), Some(&kept)).await.unwrap();
+    store.create_post(new_post("y")).await.unwrap();
+    assert_eq!(key_entries(&store), (1, 1));
     store.close().unwrap();
 }
 
