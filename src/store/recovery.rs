@@ -35,7 +35,7 @@ use super::keys::{self, Value};
 use super::read::last_number;
 use super::reserve::{self, Room};
 use super::shared::{Failing, Stage};
-use super::writer::Writer;
+use super::writer::{WriteRequest, Writer};
 use super::StoreError;
 use crate::feed::change::Change;
 use std::sync::atomic::Ordering;
@@ -224,6 +224,23 @@ impl Writer {
             );
             self.broadcast(&present);
             Verdict::Unknown(String::new())
+        }
+    }
+}
+
+/// Answers every request of `batch`: the store is failing, nothing is
+/// written.
+pub(super) fn refuse(batch: &mut Vec<WriteRequest>) {
+    for request in batch.drain(..) {
+        match request {
+            WriteRequest::Create { reply, .. }
+            | WriteRequest::Update { reply, .. }
+            | WriteRequest::Delete { reply, .. } => {
+                reply.send(Err(Err(StoreError::Unavailable))).ok();
+            }
+            WriteRequest::Apply { reply, .. } => {
+                reply.send(Err(StoreError::Unavailable)).ok();
+            }
         }
     }
 }

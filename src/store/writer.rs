@@ -21,7 +21,7 @@
 //! the disk has room again.
 
 use super::keys::{self, Digest, KeyRecord, Value};
-use super::recovery::{Pending, Recovery, Verdict};
+use super::recovery::{refuse, Pending, Recovery, Verdict};
 use super::shared::{Handles, Shared, Stage};
 use super::{Hook, StoreError};
 use crate::feed::change::{Change, Logged, Stored};
@@ -579,22 +579,5 @@ impl Writer {
         let seq = self.next_seq;
         self.next_seq += 1;
         seq
-    }
-}
-
-/// Answers every request of `batch`: the store is failing, nothing is
-/// written.
-fn refuse(batch: &mut Vec<WriteRequest>) {
-    for request in batch.drain(..) {
-        match request {
-            WriteRequest::Create { reply, .. }
-            | WriteRequest::Update { reply, .. }
-            | WriteRequest::Delete { reply, .. } => {
-                reply.send(Err(Err(StoreError::Unavailable))).ok();
-            }
-            WriteRequest::Apply { reply, .. } => {
-                reply.send(Err(StoreError::Unavailable)).ok();
-            }
-        }
     }
 }
