@@ -18,7 +18,7 @@ use crate::feed::publish::{Posts, Publisher};
 use crate::feed::{access::Access, service, Feed};
 use crate::http::h1;
 use crate::socketio::engine::CloseReason;
-use crate::store::{Store, StoreError};
+use crate::store::{self, Store, StoreError};
 use crate::Config;
 use async_std::future::timeout;
 use futures::channel::oneshot;
@@ -83,7 +83,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     let addr = local_addr(&listener, config.addr)?;
-    let store = Store::open(&config.data_dir)?;
+    let options = store::Options {
+        reserve: config.storage_reserve,
+        faults: config.storage_faults.clone(),
+    };
+    let store = Store::open_with(&config.data_dir, options)?;
     let metrics = Arc::new(Metrics::default());
     let connection = ConnectionConfig {
         idle_timeout: config.heartbeat_interval + config.heartbeat_timeout,

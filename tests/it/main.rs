@@ -10,6 +10,7 @@ mod cluster;
 mod cluster_feeds;
 mod cluster_idempotency;
 mod cluster_lifecycle;
+mod disk;
 mod feeds;
 mod fuzz_regressions;
 mod http_api;
