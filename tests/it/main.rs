@@ -11,6 +11,7 @@ mod cluster_feeds;
 mod cluster_lifecycle;
 mod feeds;
 mod fuzz_regressions;
+mod http1;
 mod http_api;
 mod lifecycle;
 mod openapi;
