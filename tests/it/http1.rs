@@ -5,7 +5,6 @@
 //! chunked request bodies and `Expect: 100-continue`.
 
 use crate::common::http::parse_response;
-use crate::common::sio;
 use crate::common::{raw_exchange, within, Response, TestServer};
 use async_std::io::{ReadExt, WriteExt};
 use async_std::net::TcpStream;
@@ -140,18 +139,28 @@ async fn a_kept_alive_connection_answers_pipelined_requests_in_turn() {
 #[async_std::test]
 async fn the_last_response_before_shutdown_says_connection_close() {
     let server = TestServer::start().await;
-    let (sid, _) = sio::handshake(server.addr).await;
-    // A long poll on a kept-alive connection: it is answered (with the
-    // close packet) only once shutdown has begun.
-    let mut conn = Conn::open(server.addr).await;
-    let poll = format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", sio::polling_url(&sid));
-    conn.send(poll.as_bytes()).await;
+    let body = r#"{"title":"Last","content":"before shutdown"}"#;
+    let head = format!(
+        "POST /posts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    // A request in flight: its `100 Continue` says the app is reading
+    // its body.
+    let mut busy = Conn::open(server.addr).await;
+    busy.send(head.as_bytes()).await;
+    assert_eq!(busy.head().await.status, 100);
+    // An idle kept-alive connection: it closing says shutdown has begun.
+    let mut idle = Conn::open(server.addr).await;
+    idle.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(idle.response().await.header("connection"), None);
     let stopping = async_std::task::spawn(server.stop());
-    let response = conn.response().await;
-    assert_eq!(response.status, 200);
-    assert_eq!(response.text(), "1");
+    assert!(idle.rest().await.is_empty());
+    // The request in flight is answered, and that answer is the last.
+    busy.send(body.as_bytes()).await;
+    let response = busy.response().await;
+    assert_eq!(response.status, 201, "{}", response.text());
     assert_eq!(response.header("connection"), Some("close"));
-    assert!(conn.rest().await.is_empty());
+    assert!(busy.rest().await.is_empty());
     within(stopping).await;
 }
 
@@ -312,7 +321,12 @@ async fn chunked_request_bodies_are_read_and_bad_framing_closes() {
     let mut conn = Conn::open(server.addr).await;
     let head = "POST /posts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
     // Two chunks (one with an extension), then a trailer.
-    let body = "f\r\n{\"title\":\"Chun\r\n1a;ext=1\r\nked\",\"content\":\"pieces\"}\r\n0\r\nX-Trailer: t\r\n\r\n";
+    let (a, b) = (r#"{"title":"Chun"#, r#"ked","content":"pieces"}"#);
+    let body = format!(
+        "{:x}\r\n{a}\r\n{:x};ext=1\r\n{b}\r\n0\r\nX-Trailer: t\r\n\r\n",
+        a.len(),
+        b.len()
+    );
     conn.send(format!("{head}{body}").as_bytes()).await;
     let response = conn.response().await;
     assert_eq!(response.status, 201, "{}", response.text());
