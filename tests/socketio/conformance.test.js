@@ -538,10 +538,12 @@ describe('stock clients against the conformance server', () => {
   it('socket.io-client: auth, message-back with binary, acks both ways, custom namespace', async () => {
     const socket = io(base, { auth: { token: 'xyz' }, reconnection: false });
     const custom = io(`${base}/custom`, { reconnection: false });
+    // Both listeners first: the two share one Engine.IO connection, and
+    // one poll may carry both namespaces' auth events.
+    const auths = [nextEvent(socket, 'auth'), nextEvent(custom, 'auth')];
     try {
-      const [auth] = await nextEvent(socket, 'auth');
+      const [[auth], [customAuth]] = await Promise.all(auths);
       assert.deepEqual(auth, { token: 'xyz' });
-      const [customAuth] = await nextEvent(custom, 'auth');
       assert.deepEqual(customAuth, {});
       socket.emit('message', 1, 'two', Buffer.from([3]));
       const back = await nextEvent(socket, 'message-back');
