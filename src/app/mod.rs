@@ -149,6 +149,9 @@ pub async fn run(
         () = shutdown.fuse() => {}
     }
 
+    // From here on every HTTP response is the last on its connection and
+    // says so; idle keep-alive connections close.
+    http_shutdown.begin();
     log::info!("shutting down: closing push connections");
     if let Ok(drained) = hub.call(CloseAll(Close::GOING_AWAY)).await {
         if timeout(SHUTDOWN_GRACE, drained).await.is_err() {
@@ -156,7 +159,7 @@ pub async fn run(
         }
     }
     // Socket.IO sessions that never joined the feed, then every HTTP
-    // connection: idle ones close now, requests in flight finish.
+    // connection: requests in flight finish.
     if let Some(engine) = &routes.engine {
         engine.close_all(CloseReason::ServerShutdown);
     }

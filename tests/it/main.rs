@@ -13,6 +13,7 @@ mod cluster_lifecycle;
 mod disk;
 mod feeds;
 mod fuzz_regressions;
+mod http1;
 mod http_api;
 mod idempotency;
 mod lifecycle;

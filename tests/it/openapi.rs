@@ -479,7 +479,7 @@ async fn real_responses_match_the_document() {
     }
 
     // Refusals before routing, possible on every operation: an
-    // unparseable header, a head of 8 KiB or more, HTTP/1.0.
+    // unparseable header, a head of 8 KiB or more, HTTP/2.0.
     let paths = c.doc["paths"].as_object().unwrap();
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {
@@ -495,7 +495,7 @@ async fn real_responses_match_the_document() {
                     format!("{m} {target}?{long} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes(),
                     431,
                 ),
-                (format!("{m} {target} HTTP/1.0\r\n\r\n").into_bytes(), 505),
+                (format!("{m} {target} HTTP/2.0\r\n\r\n").into_bytes(), 505),
             ];
             for (request, status) in requests {
                 let response = raw_exchange(server.addr, &request).await;
