@@ -228,10 +228,13 @@ impl<R: Read + Unpin> Read for ReadToEnd<R> {
 /// The answer to a request async-h1 could not decode, from its message.
 fn rejection(message: &str) -> ApiError {
     if message.contains("HTTP method") {
+        // A method livefeed does not know at all: RFC 9110 §9.1 asks for a
+        // 501 (a 405 is for a known method the route doesn't serve, and
+        // carries the route's `Allow`).
         ApiError::new(
-            StatusCode::MethodNotAllowed,
-            "method_not_allowed",
-            "livefeed does not support this method",
+            StatusCode::NotImplemented,
+            "not_implemented",
+            "livefeed does not implement this method",
         )
     } else if message.contains("HTTP version") {
         ApiError::new(
@@ -322,7 +325,7 @@ mod tests {
     #[test]
     fn decode_failures_get_fitting_statuses() {
         let status = |m: &str| rejection(m).status;
-        assert_eq!(status("Invalid HTTP method"), StatusCode::MethodNotAllowed);
+        assert_eq!(status("Invalid HTTP method"), StatusCode::NotImplemented);
         assert_eq!(
             status("Unsupported HTTP version 1.0"),
             StatusCode::HttpVersionNotSupported

@@ -5,7 +5,7 @@
 //! A post's `ETag` is `"<seq>"`, the seq of its latest change; `PATCH` and
 //! `DELETE` honour `If-Match` with it (or `*`).
 
-use super::{for_subject, handler, json_response, read_body, require_json, ApiError, Server};
+use super::{for_subject, handler, json_response, read_body, require_json, ApiError, Router};
 use crate::feed::access::{bearer, Grant};
 use crate::feed::publish::Expect;
 use crate::feed::{Feed, FeedName, Stored};
@@ -19,7 +19,7 @@ pub const DEFAULT_PAGE: usize = 20;
 pub const MAX_PAGE: usize = 100;
 
 /// Adds the posts and feeds routes to `app`.
-pub fn mount(app: &mut Server, feed: Arc<Feed>) {
+pub fn mount(app: &mut Router, feed: Arc<Feed>) {
     app.at("/posts")
         .post(handler(feed.clone(), create))
         .get(handler(feed.clone(), list));
