@@ -2,7 +2,7 @@
 # livefeed's fan-out benchmark: livefeed against the classic Node + Socket.IO
 # server, same load generator, same machine, one run.
 #
-#   bench/run.sh            full run (well under 10 minutes), table in bench/results/latest.md
+#   bench/run.sh            full run (under 10 minutes on a quiet machine), table in bench/results/latest.md
 #   bench/run.sh --quick    CI smoke run (under a minute): small N, short runs, asserts only
 #                           correctness (0 lost, 0 duplicated, 0 out of order, every server
 #                           answered) and exits non-zero otherwise; table in bench/results/quick.md
@@ -172,6 +172,8 @@ if [ "$QUICK" -eq 1 ]; then
     scenario "$t" slow 40 fanout -n 200 --slow 10 --rate 50 --duration-s 1.5 --pad 2000 \
       --slow-drain-s 5 "${SETTLE[@]}"
     mixed "$t" 30 fanout -n 200 --rate 40 --duration-s 1.5 --publishers 4 --mix 6:3:1 "${SETTLE[@]}"
+    # Named feeds: each client gets exactly its feed's posts, none of the others'.
+    scenario "$t" feeds1k 30 fanout -n 200 --feeds 20 --rate 100 --duration-s 1 "${SETTLE[@]}"
   }
 else
   run_all() {
@@ -183,6 +185,12 @@ else
     scenario "$t" slow-base 120 fanout -n 1000 --rate 50 --duration-s 12 --pad 2000
     scenario "$t" slow 180 fanout -n 1000 --slow 50 --rate 50 --duration-s 12 --pad 2000
     mixed "$t" 120 fanout -n 1000 --rate 50 --duration-s 10 --publishers 16 --mix 6:3:1
+    # Named feeds: the same 10,000 clients and 10,000 deliveries/s, once spread
+    # over 1,000 feeds (10 each, 1,000 posts/s) and once on one feed (1 post/s);
+    # then the same 1,000 posts/s with no subscribers, for what posts alone cost.
+    scenario "$t" feeds1k 180 fanout -n 10000 --feeds 1000 --rate 1000 --duration-s 10
+    scenario "$t" onefeed 180 fanout -n 10000 --feeds 1 --rate 1 --duration-s 10
+    scenario "$t" feeds1k-posts 120 fanout -n 0 --feeds 1000 --rate 1000 --duration-s 10 --settle-ms 0
   }
 fi
 

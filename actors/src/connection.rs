@@ -318,23 +318,37 @@ impl<S: Outbound> Connection<S> {
     /// Sends what a client that has everything up to `since` missed among
     /// the changes up to `upto`, compacted, oldest first.
     async fn replay(&mut self, since: u64, upto: u64) -> anyhow::Result<()> {
-        let mut cursor = since;
-        while cursor < upto {
-            let span = Span {
-                since,
-                from: cursor,
-                upto,
-                limit: REPLAY_PAGE,
-            };
-            let page = self.link.history.after(span, Some(&self.feeds))?;
-            let Some(last) = page.last() else { break };
-            cursor = last.seq;
+        // Each page is read before the last frame of the one before it is
+        // written, so that frame is only marked "more pending" when more
+        // really follows: a sink holding it back would otherwise keep it
+        // until the next live change or heartbeat (the last change may be
+        // in a feed this client does not follow).
+        let mut page = self.replay_page(since, since, upto)?;
+        while let Some(last) = page.last() {
+            let next = self.replay_page(since, last.seq, upto)?;
             for (i, delivery) in page.iter().enumerate() {
-                self.sink.more_pending(i + 1 < page.len() || cursor < upto);
+                self.sink
+                    .more_pending(i + 1 < page.len() || !next.is_empty());
                 self.write(delivery).await?;
             }
+            page = next;
         }
         Ok(())
+    }
+
+    /// The stored changes of this client's feeds after `from`, up to
+    /// `upto`, for a replay that started at `since`: one page.
+    fn replay_page(&self, since: u64, from: u64, upto: u64) -> anyhow::Result<Vec<Arc<Delivery>>> {
+        if from >= upto {
+            return Ok(Vec::new());
+        }
+        let span = Span {
+            since,
+            from,
+            upto,
+            limit: REPLAY_PAGE,
+        };
+        self.link.history.after(span, Some(&self.feeds))
     }
 
     async fn close(&mut self, ctx: &mut Context<Self>, close: Close) {

@@ -320,6 +320,9 @@ e2eSuite('livefeed demo page', { timeout: 120000 }, () => {
       if (p.author) body.author = p.author;
       seeded.push((await createPost(srv.baseURL, body)).id);
     }
+    // Other feeds, so the picker shows a few.
+    await createPosts(srv.baseURL, 3, (i) => ({ title: `Release ${i}`, content: 'Notes.' }), 'release-notes');
+    await createPosts(srv.baseURL, 2, (i) => ({ title: `Standup ${i}`, content: 'Done, doing, blocked.' }), 'team-ops');
     // One post edited, so the screenshots show the "edited" marker.
     await editPost(srv.baseURL, seeded[1], {
       title: 'Release notes 0.2',
@@ -328,12 +331,14 @@ e2eSuite('livefeed demo page', { timeout: 120000 }, () => {
 
     const wide = await open(srv, { viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
     await waitForIds(wide, seeded);
+    await wide.locator('#feed-list .feed-link[data-feed="team-ops"]').waitFor({ timeout: 5000 });
     await wide.fill('#author', 'Ada');
     await wide.locator('#author').blur();
     await screenshot(wide, 'wide-light', { docsName: 'screenshot-demo.png' });
 
     const narrow = await open(srv, { viewport: { width: 375, height: 812 }, colorScheme: 'dark' });
     await waitForIds(narrow, seeded);
+    await narrow.locator('#feed-list .feed-link[data-feed="team-ops"]').waitFor({ timeout: 5000 });
     const overflow = await narrow.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     assert.ok(overflow <= 0, `no horizontal scrolling at 375px (overflow ${overflow}px)`);
     const bg = await narrow.evaluate(() => getComputedStyle(document.body).backgroundColor);

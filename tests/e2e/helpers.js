@@ -17,6 +17,12 @@ const DOCS_DIR = path.join(REPO_ROOT, 'docs');
 const LIVEFEED_BIN = process.env.LIVEFEED_BIN || path.join(REPO_ROOT, 'target', 'release', 'livefeed');
 const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const IN_CI = /^(1|true|yes)$/i.test(process.env.CI || '');
+// E2E_PUBLIC_DIR: serve the page (index.html, app.js, style.css) from this
+// directory instead of the binary's embedded copy, e.g. to check that a test
+// fails against an older page:
+//   mkdir /tmp/old && for f in index.html app.js style.css; do git show HEAD:public/$f > /tmp/old/$f; done
+//   E2E_PUBLIC_DIR=/tmp/old bash tests/e2e/run.sh
+const PUBLIC_OVERRIDE = process.env.E2E_PUBLIC_DIR || null;
 
 const CHROMIUM_ARGS = [
   '--headless',
@@ -123,8 +129,10 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 }
 
 class LivefeedServer {
-  constructor({ bin = LIVEFEED_BIN, port, dataDir, startTimeout = 20000 } = {}) {
+  // `args`: extra command line arguments (e.g. ['--publish-token', 't']).
+  constructor({ bin = LIVEFEED_BIN, port, dataDir, startTimeout = 20000, args = [] } = {}) {
     this.bin = bin;
+    this.args = args;
     this.port = port;
     this.dataDir = dataDir;
     this.ownsDataDir = false;
@@ -160,7 +168,7 @@ class LivefeedServer {
 
   async start() {
     if (this.proc) throw new Error('server already running');
-    const proc = spawn(this.bin, ['--addr', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir], {
+    const proc = spawn(this.bin, ['--addr', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir, ...this.args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, RUST_BACKTRACE: '1' },
     });
@@ -240,23 +248,41 @@ class LivefeedServer {
 
 // ---- HTTP API helpers ------------------------------------------------------
 
-async function createPost(baseURL, body) {
-  const res = await fetch(`${baseURL}/posts`, {
+// The posts collection of `feed` (null: the default feed's /posts).
+function postsPath(feed) {
+  return feed === null || feed === undefined ? '/posts' : `/feeds/${encodeURIComponent(feed)}/posts`;
+}
+
+// POST /posts, or POST /feeds/{feed}/posts when `feed` is given.
+async function createPost(baseURL, body, feed = null, { token = null } = {}) {
+  const headers = { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const res = await fetch(`${baseURL}${postsPath(feed)}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers,
     body: JSON.stringify(body),
     signal: AbortSignal.timeout(5000),
   });
   const text = await res.text();
-  if (res.status !== 201) throw new Error(`POST /posts answered ${res.status}: ${text}`);
+  if (res.status !== 201) throw new Error(`POST ${postsPath(feed)} answered ${res.status}: ${text}`);
   return JSON.parse(text);
 }
 
 // Create posts one after the other (ids ascend in creation order).
-async function createPosts(baseURL, n, make = (i) => ({ title: `post ${i}`, content: `content of post ${i}` })) {
+async function createPosts(baseURL, n, make = (i) => ({ title: `post ${i}`, content: `content of post ${i}` }), feed = null) {
   const out = [];
-  for (let i = 1; i <= n; i++) out.push(await createPost(baseURL, make(i)));
+  for (let i = 1; i <= n; i++) out.push(await createPost(baseURL, make(i), feed));
   return out;
+}
+
+// GET /feeds: the list of feeds ({ name, posts, lastPostId, subscribers }).
+async function listFeeds(baseURL, { token = null } = {}) {
+  const res = await fetch(`${baseURL}/feeds`, {
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+    signal: AbortSignal.timeout(5000),
+  });
+  if (res.status !== 200) throw new Error(`GET /feeds answered ${res.status}`);
+  return (await res.json()).feeds;
 }
 
 // PATCH /posts/{id}. `ifMatch` is a seq (sent as If-Match: "<seq>"), '*' or
@@ -297,13 +323,17 @@ function etagOf(res) {
   return m ? Number(m[1]) : null;
 }
 
-// Every live post, newest first, following `next` (GET /posts).
-async function listPosts(baseURL) {
+// Every live post, newest first, following `next` (GET /posts, or GET
+// /feeds/{feed}/posts when `feed` is given).
+async function listPosts(baseURL, feed = null, { token = null } = {}) {
   const out = [];
   let before = null;
   for (;;) {
-    const res = await fetch(`${baseURL}/posts?limit=100${before === null ? '' : `&before=${before}`}`, { signal: AbortSignal.timeout(5000) });
-    if (res.status !== 200) throw new Error(`GET /posts answered ${res.status}`);
+    const res = await fetch(`${baseURL}${postsPath(feed)}?limit=100${before === null ? '' : `&before=${before}`}`, {
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+      signal: AbortSignal.timeout(5000),
+    });
+    if (res.status !== 200) throw new Error(`GET ${postsPath(feed)} answered ${res.status}`);
     const body = await res.json();
     out.push(...body.posts);
     if (body.next === null) return out;
@@ -315,19 +345,41 @@ async function listPosts(baseURL) {
 
 async function launchBrowser() {
   const { chromium } = require('playwright-core');
-  return chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, timeout: 30000 });
+  // A page fulfilled by a route has no local address, so Chromium's Local
+  // Network Access checks would block its websocket to 127.0.0.1: relax
+  // them, only for the E2E_PUBLIC_DIR override.
+  const args = PUBLIC_OVERRIDE ? [...CHROMIUM_ARGS, '--disable-features=LocalNetworkAccessChecks'] : CHROMIUM_ARGS;
+  return chromium.launch({ executablePath: CHROMIUM_PATH, args, timeout: 30000 });
 }
 
-// A fresh context+page on the demo page, waiting until its websocket is up.
-// Uncaught page errors are collected in page.pageErrors, console errors in
-// page.consoleErrors (Chromium logs refused websocket connects there, so only
-// tests that keep the server up can insist on none). page.sockets lists the
-// page's websockets in opening order: { url, since, frames } (frames: the
-// parsed JSON text frames received), and page.dialogs every dialog's message
-// (dialogs are dismissed).
-async function openFeed(browser, baseURL, { viewport = { width: 1280, height: 860 }, colorScheme = 'light', reducedMotion = 'no-preference' } = {}) {
+// Serve the page from E2E_PUBLIC_DIR instead of the binary, when set.
+async function routePublicOverride(context) {
+  if (!PUBLIC_OVERRIDE) return;
+  const files = { '/': 'index.html', '/index.html': 'index.html', '/app.js': 'app.js', '/style.css': 'style.css' };
+  const types = { html: 'text/html; charset=utf-8', js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8' };
+  await context.route((url) => Object.prototype.hasOwnProperty.call(files, url.pathname), (route) => {
+    const file = files[new URL(route.request().url()).pathname];
+    return route.fulfill({
+      status: 200,
+      contentType: types[file.split('.').pop()],
+      body: fs.readFileSync(path.join(PUBLIC_OVERRIDE, file)),
+    });
+  });
+}
+
+// A fresh context+page on the demo page (at `path`, e.g. '/#/feeds/x'),
+// waiting until its websocket is up (`waitFor`: another #status state, or
+// null for none). Uncaught page errors are collected in page.pageErrors,
+// console errors in page.consoleErrors (Chromium logs refused websocket
+// connects there, so only tests that keep the server up can insist on
+// none). page.sockets lists the page's websockets in opening order:
+// { url, since, feeds, frames, closed } (frames: the parsed JSON text frames
+// received; closed: set when the socket closed), and page.dialogs every
+// dialog's message (dialogs are dismissed).
+async function openFeed(browser, baseURL, { viewport = { width: 1280, height: 860 }, colorScheme = 'light', reducedMotion = 'no-preference', path: at = '/', waitFor = 'connected' } = {}) {
   const context = await browser.newContext({ baseURL, viewport, colorScheme, reducedMotion });
   context.setDefaultTimeout(10000);
+  await routePublicOverride(context);
   const page = await context.newPage();
   page.pageErrors = [];
   page.consoleErrors = [];
@@ -343,11 +395,14 @@ async function openFeed(browser, baseURL, { viewport = { width: 1280, height: 86
   });
   page.on('websocket', (socket) => {
     const url = new URL(socket.url());
-    const record = { url: socket.url(), since: url.searchParams.get('since'), frames: [] };
+    const record = {
+      url: socket.url(), since: url.searchParams.get('since'), feeds: url.searchParams.get('feeds'), frames: [], closed: false,
+    };
     page.sockets.push(record);
     socket.on('framereceived', ({ payload }) => {
       try { record.frames.push(JSON.parse(typeof payload === 'string' ? payload : payload.toString())); } catch { /* not JSON */ }
     });
+    socket.on('close', () => { record.closed = true; });
   });
   // window.__postSeenAt[id]: wall-clock ms when a post first appeared in #feed.
   await page.addInitScript(() => {
@@ -364,8 +419,8 @@ async function openFeed(browser, baseURL, { viewport = { width: 1280, height: 86
       }).observe(feed, { childList: true });
     });
   });
-  await page.goto('/', { waitUntil: 'domcontentloaded' });
-  await waitForStatus(page, 'connected');
+  await page.goto(at, { waitUntil: 'domcontentloaded' });
+  if (waitFor) await waitForStatus(page, waitFor);
   return page;
 }
 
@@ -432,9 +487,10 @@ function feedState(page) {
   }));
 }
 
-// The server's posts (GET /posts) in feedState's shape.
-async function serverState(baseURL) {
-  return (await listPosts(baseURL)).map((p) => ({
+// The server's posts (GET /posts, or GET /feeds/{feed}/posts) in
+// feedState's shape.
+async function serverState(baseURL, feed = null, opts = {}) {
+  return (await listPosts(baseURL, feed, opts)).map((p) => ({
     id: p.id,
     title: p.title,
     content: p.content,
@@ -444,12 +500,13 @@ async function serverState(baseURL) {
   }));
 }
 
-// Wait until the page shows exactly the server's posts; returns that state.
-async function waitForServerState(page, baseURL, timeout = 10000) {
+// Wait until the page shows exactly the server's posts (of `feed`, when
+// given); returns that state.
+async function waitForServerState(page, baseURL, timeout = 10000, feed = null, opts = {}) {
   let want;
   let have;
   await pollUntil(async () => {
-    want = await serverState(baseURL);
+    want = await serverState(baseURL, feed, opts);
     have = await feedState(page);
     return JSON.stringify(want) === JSON.stringify(have);
   }, { timeout, interval: 100, what: 'the page to show the server state' }).catch((err) => {
@@ -507,8 +564,10 @@ module.exports = {
   freePort,
   pollUntil,
   withTimeout,
+  postsPath,
   createPost,
   createPosts,
+  listFeeds,
   patchPost,
   editPost,
   deletePost,
@@ -516,6 +575,7 @@ module.exports = {
   listPosts,
   launchBrowser,
   openFeed,
+  routePublicOverride,
   waitForStatus,
   feedIds,
   waitForIds,

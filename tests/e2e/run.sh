@@ -21,4 +21,4 @@ fi
 cd "$HERE"
 # One file at a time: each starts its own servers and a Chromium.
 # TAP output: its closing "# pass N" / "# fail N" lines are what .ci/run counts.
-exec timeout --kill-after=10 300 node --test --test-reporter=tap --test-concurrency=1 --test-timeout=120000 ./*.test.js
+exec timeout --kill-after=10 420 node --test --test-reporter=tap --test-concurrency=1 --test-timeout=120000 ./*.test.js

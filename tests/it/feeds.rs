@@ -471,3 +471,20 @@ async fn without_a_jwt_secret_private_feeds_are_the_operators() {
     let open = TestServer::start().await;
     assert_eq!(post_to(open.addr, "private-x", "t", None).await.status, 403);
 }
+
+/// A replay of one feed that ends below the newest change (which is in
+/// another feed) still delivers its last frame at once, not with the next
+/// heartbeat or live change.
+#[async_std::test]
+async fn a_replay_ending_before_the_newest_change_is_delivered_at_once() {
+    let server = TestServer::start_with(|c| {
+        c.heartbeat_interval = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    assert_eq!(post_to(server.addr, "ops", "o", None).await.status, 201);
+    assert_eq!(post_to(server.addr, "other", "x", None).await.status, 201);
+    let mut ws = server.ws("?feeds=ops&since=0").await;
+    ws.welcome_data().await;
+    let change = ws.change().await;
+    assert_eq!((change.event.as_str(), change.post_id()), ("newPost", 1));
+}

@@ -9,6 +9,12 @@
 //! [`Shared::deletes`] before sending the `DELETE`. Frames are scanned, not
 //! parsed as JSON, so that the load generator stays cheap next to the server
 //! it loads.
+//!
+//! With `--feeds F` client i subscribes to feed `f{i mod F}` (`/ws?feeds=…`,
+//! or the Socket.IO CONNECT packet `40{"feeds":[…]}`) and operation SEQ is
+//! posted to feed `f{SEQ mod F}`, so a client knows from a marker alone
+//! whether a post is of its feed; a post of another feed is counted as
+//! `foreign` and fails the run.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -101,6 +107,38 @@ impl Shared {
     }
 }
 
+/// The name of feed number `k` in a `--feeds` run.
+pub fn feed_name(k: u64) -> String {
+    format!("f{k}")
+}
+
+/// Which of `count` feeds (`f0`..) a client subscribes to in a `--feeds`
+/// run: operation SEQ belongs to feed `SEQ mod count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedOf {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl FeedOf {
+    /// Client (or slow client) number `i` of a run over `count` feeds.
+    pub fn of_client(i: usize, count: u32) -> Self {
+        FeedOf {
+            index: (i as u64 % count as u64) as u32,
+            count,
+        }
+    }
+
+    /// Whether operation `seq` was posted to this feed.
+    pub fn owns(&self, seq: u64) -> bool {
+        seq % self.count as u64 == self.index as u64
+    }
+
+    pub fn name(&self) -> String {
+        feed_name(self.index as u64)
+    }
+}
+
 /// How a client's stream ended.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum End {
@@ -123,6 +161,11 @@ pub struct ClientStats {
     pub out_of_order: u64,
     /// Frames that were neither a post nor a protocol frame we expect.
     pub other_frames: u64,
+    /// `--feeds` runs: benchmark posts of a feed this client did not
+    /// subscribe to (each one a failure).
+    pub foreign: u64,
+    /// `--feeds` runs: the feed this client subscribed to.
+    pub feed: Option<FeedOf>,
     /// Highest order key seen so far: the server's `seq` of a change, or the
     /// post id for servers whose frames carry no seq (the Node baseline).
     pub last_order: Option<u64>,
@@ -218,6 +261,28 @@ pub struct ConnectOpts {
     /// what a real network peer would get.
     pub mss: Option<u32>,
     pub timeout: Duration,
+    /// The feed to subscribe to (`--feeds` runs); None: the server's
+    /// default feed, with no `feeds` in the request.
+    pub feed: Option<String>,
+}
+
+/// The websocket path a client opens: livefeed's `/ws` or Socket.IO's, with
+/// `?feeds=` for `/ws` when it subscribes to a named feed.
+pub fn ws_path(proto: Proto, feed: Option<&str>) -> String {
+    match (proto, feed) {
+        (Proto::Ws, None) => "/ws".into(),
+        (Proto::Ws, Some(f)) => format!("/ws?feeds={f}"),
+        (Proto::Sio, _) => "/socket.io/?EIO=4&transport=websocket".into(),
+    }
+}
+
+/// The Socket.IO CONNECT packet for the default namespace: `40`, or
+/// `40{"feeds":["f"]}` (the `auth` of `io(url, {auth: {feeds: [f]}})`).
+pub fn sio_connect_packet(feed: Option<&str>) -> String {
+    match feed {
+        None => "40".into(),
+        Some(f) => format!(r#"40{{"feeds":["{f}"]}}"#),
+    }
 }
 
 fn ws_config() -> WebSocketConfig {
@@ -260,10 +325,7 @@ pub async fn connect(opts: &ConnectOpts) -> Result<Ws, String> {
         let tcp = tcp_connect(opts)
             .await
             .map_err(|e| format!("tcp connect: {e}"))?;
-        let path = match opts.proto {
-            Proto::Ws => "/ws",
-            Proto::Sio => "/socket.io/?EIO=4&transport=websocket",
-        };
+        let path = ws_path(opts.proto, opts.feed.as_deref());
         let url = format!("ws://{}{}", opts.addr, path);
         let (mut ws, _) = async_tungstenite::client_async_with_config(url, tcp, Some(ws_config()))
             .await
@@ -285,7 +347,7 @@ pub async fn connect(opts: &ConnectOpts) -> Result<Ws, String> {
                 }
                 Proto::Sio => {
                     if t.starts_with("0{") {
-                        ws.send(Message::text("40"))
+                        ws.send(Message::text(sio_connect_packet(opts.feed.as_deref())))
                             .await
                             .map_err(|e| format!("send 40: {e}"))?;
                     } else if t.starts_with("40") {
@@ -311,6 +373,8 @@ pub async fn connect(opts: &ConnectOpts) -> Result<Ws, String> {
 pub struct ReadMode {
     /// Healthy clients feed the shared latency histogram and counters.
     pub healthy: bool,
+    /// `--feeds` runs: the client's feed; posts of other feeds are foreign.
+    pub feed: Option<FeedOf>,
 }
 
 /// Handles one text frame. Returns a reply to send, if any.
@@ -329,6 +393,11 @@ fn on_text(
         st.other_frames += 1;
         return None;
     };
+    if mode.feed.is_some_and(|f| !f.owns(seq)) {
+        // Another feed's post: never a delivery, and never its seq.
+        st.foreign += 1;
+        return None;
+    }
     if !st.mark(seq) {
         st.duplicates += 1;
         return None;
@@ -366,7 +435,10 @@ pub async fn read_loop(
     mode: ReadMode,
     stop: async_std::channel::Receiver<()>,
 ) -> ClientStats {
-    let mut st = ClientStats::default();
+    let mut st = ClientStats {
+        feed: mode.feed,
+        ..Default::default()
+    };
     let stop_fut = stop.recv();
     futures::pin_mut!(stop_fut);
     loop {
@@ -414,9 +486,16 @@ pub async fn drain(
     shared: Arc<Shared>,
     want: u64,
     deadline: Duration,
+    feed: Option<FeedOf>,
 ) -> ClientStats {
-    let mut st = ClientStats::default();
-    let mode = ReadMode { healthy: false };
+    let mut st = ClientStats {
+        feed,
+        ..Default::default()
+    };
+    let mode = ReadMode {
+        healthy: false,
+        feed,
+    };
     let until = Instant::now() + deadline;
     while st.unique < want {
         let left = until.saturating_duration_since(Instant::now());
@@ -518,7 +597,10 @@ mod tests {
         let shared = Shared::new(0);
         shared.healthy.store(1, Ordering::Relaxed);
         shared.note_delete(1, 2, 100);
-        let mode = ReadMode { healthy: true };
+        let mode = ReadMode {
+            healthy: true,
+            feed: None,
+        };
         let mut st = ClientStats::default();
         let frames = [
             r#"{"event":"newPost","data":{"post":{"id":1,"content":"lfb|0|10|"},"seq":1}}"#,
@@ -543,5 +625,39 @@ mod tests {
             r#"{"event":"postUpdated","data":{"post":{"id":1,"content":"lfb|4|40|"},"seq":9}}"#;
         on_text(edit, Proto::Ws, &mut st, &shared, mode, 600);
         assert_eq!((st.unique, st.out_of_order), (5, 1));
+    }
+
+    #[test]
+    fn feed_clients_subscribe_by_index_and_count_foreign_posts() {
+        assert_eq!(ws_path(Proto::Ws, None), "/ws");
+        assert_eq!(ws_path(Proto::Ws, Some("f7")), "/ws?feeds=f7");
+        assert_eq!(
+            ws_path(Proto::Sio, Some("f7")),
+            "/socket.io/?EIO=4&transport=websocket"
+        );
+        assert_eq!(sio_connect_packet(None), "40");
+        assert_eq!(sio_connect_packet(Some("f7")), r#"40{"feeds":["f7"]}"#);
+        let f = FeedOf::of_client(23, 10);
+        assert_eq!((f.index, f.name()), (3, "f3".to_string()));
+        assert!(f.owns(3) && f.owns(13) && !f.owns(4));
+
+        let shared = Shared::new(0);
+        let mode = ReadMode {
+            healthy: true,
+            feed: Some(f),
+        };
+        let mut st = ClientStats::default();
+        let mine = r#"{"event":"newPost","data":{"post":{"id":4,"feed":"f3","content":"lfb|13|10|"},"seq":4}}"#;
+        let other = r#"{"event":"newPost","data":{"post":{"id":5,"feed":"f4","content":"lfb|14|10|"},"seq":5}}"#;
+        let sio_other =
+            r#"42["newPost",{"post":{"id":6,"feed":"f5","content":"lfb|15|10|"},"seq":6}]"#;
+        on_text(mine, Proto::Ws, &mut st, &shared, mode, 50);
+        on_text(other, Proto::Ws, &mut st, &shared, mode, 50);
+        on_text(sio_other, Proto::Sio, &mut st, &shared, mode, 50);
+        assert_eq!((st.unique, st.foreign, st.out_of_order), (1, 2, 0));
+        assert_eq!(shared.delivered.load(Ordering::Relaxed), 1);
+        // A foreign post neither marks its seq nor moves the order key.
+        assert_eq!(st.seen, vec![1 << 13]);
+        assert_eq!(st.last_order, Some(4));
     }
 }

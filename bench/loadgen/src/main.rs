@@ -3,7 +3,8 @@
 //! It opens many websocket subscribers (livefeed's `/ws` or Socket.IO v4 over
 //! a websocket), publishes posts over a tiny keep-alive HTTP/1.1 client, and
 //! measures, per delivery, the time from the POST being written to the frame
-//! being read. With `--mix` the publishers also edit and delete their posts.
+//! being read. With `--mix` the publishers also edit and delete their posts;
+//! with `--feeds F` the clients and the posts are spread over F named feeds.
 //! Every run checks that each healthy client got every accepted change
 //! exactly once and in order (server seq, else post id), and prints one JSON
 //! result line.
@@ -139,6 +140,13 @@ struct FanoutArgs {
     /// subscribers and publishers are spread round-robin over --addr and these.
     #[arg(long = "also-addr")]
     also_addr: Vec<SocketAddr>,
+    /// Spread clients and posts over this many named feeds, f0..f{F-1}:
+    /// client i subscribes to f{i mod F} (`/ws?feeds=`, or Socket.IO auth
+    /// `{"feeds":[…]}`) and post SEQ goes to `POST /feeds/f{SEQ mod F}/posts`.
+    /// Each client must get exactly its feed's posts. Rate mode, creates
+    /// only. Without it: the default feed, `POST /posts`.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    feeds: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -248,8 +256,19 @@ fn human(v: &Value) -> String {
     } else {
         String::new()
     };
+    let feeds = if v.get("feeds").is_some() {
+        format!(
+            " feeds={} subscribers/feed={}..{} foreign={}",
+            g("feeds"),
+            g("subscribers_per_feed.min"),
+            g("subscribers_per_feed.max"),
+            g("foreign")
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "[{} {}] ok={} clients={} connect={}s idle/client={}KiB posts={} ({}/s) deliveries/s={} latency p50={}ms p99={}ms max={}ms post p99={}ms lost={} dup={} ooo={} rss_peak={}KiB slow_cut={}{mix}",
+        "[{} {}] ok={} clients={} connect={}s idle/client={}KiB posts={} ({}/s) deliveries/s={} latency p50={}ms p99={}ms max={}ms post p99={}ms lost={} dup={} ooo={} rss_peak={}KiB slow_cut={} server_cpu/delivery={}us{feeds}{mix}",
         g("target"),
         g("scenario"),
         g("ok"),
@@ -268,6 +287,7 @@ fn human(v: &Value) -> String {
         g("out_of_order"),
         g("rss_peak_kib"),
         g("slow_disconnected"),
+        g("server_cpu_us_per_delivery"),
     )
 }
 
@@ -300,6 +320,10 @@ async fn main() -> ExitCode {
             let addrs = std::iter::once(&a.common.addr).chain(&a.also_addr);
             if let Err(e) = addrs.map(check_loopback).collect::<Result<Vec<_>, _>>() {
                 eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+            if a.feeds.is_some() && (a.mix.is_some() || a.window.is_some()) {
+                eprintln!("--feeds runs creates at a fixed rate: it cannot be combined with --mix or --window");
                 return ExitCode::from(2);
             }
             let limit = proc::raise_fd_limit();
@@ -339,6 +363,7 @@ async fn main() -> ExitCode {
                 http_timeout: secs(a.common.http_timeout_s),
                 drain_timeout: secs(a.drain_timeout_s),
                 slow_drain: secs(a.slow_drain_s),
+                feeds: a.feeds,
             };
             let v = scenario::fanout(cfg).await;
             emit(&a.common, v)

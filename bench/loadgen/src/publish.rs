@@ -12,6 +12,10 @@
 //! (`DELETE /posts/{id}`) one of its live posts, also picked from the seq;
 //! with none live it creates. A delete is recorded in [`Shared::deletes`]
 //! before it is sent, since its frame has no content to carry a marker.
+//!
+//! With `--feeds F` (creates only) operation SEQ is `POST
+//! /feeds/f{SEQ mod F}/posts`, so the publish rate is spread evenly over
+//! the feeds.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -19,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::client::{parse_id, Shared, MARKER};
+use crate::client::{feed_name, parse_id, Shared, MARKER};
 use crate::hist::Histogram;
 use crate::http::HttpConn;
 
@@ -149,6 +153,17 @@ pub struct PubOpts {
     pub pace: Pace,
     /// Mixed mode: creates, edits and deletes by these weights (None: creates only).
     pub mix: Option<Mix>,
+    /// `--feeds F`: operation SEQ creates its post in feed `f{SEQ mod F}`
+    /// (None: `POST /posts`, the default feed).
+    pub feeds: Option<u32>,
+}
+
+/// The path that creates post `seq`: `/posts`, or `/feeds/f{seq mod F}/posts`.
+pub fn create_path(seq: u64, feeds: Option<u32>) -> String {
+    match feeds {
+        None => "/posts".into(),
+        Some(f) => format!("/feeds/{}/posts", feed_name(seq % f.max(1) as u64)),
+    }
 }
 
 /// What the publishers did.
@@ -229,7 +244,7 @@ impl PubShared {
         let (method, path, body) = match op {
             Op::Create => (
                 "POST",
-                "/posts".to_string(),
+                create_path(seq, self.opts.feeds),
                 post_body(seq, t_us, &self.pad),
             ),
             Op::Edit => {
@@ -480,5 +495,13 @@ mod tests {
         assert_eq!(crate::client::parse_marker(&p), Some((1, 2)));
         let created = r#"{"id":41,"title":"bench 1","content":"lfb|1|2|","author":"livefeed-bench","createdAt":"x","updatedAt":null}"#;
         assert_eq!(parse_id(created), Some(41));
+    }
+
+    #[test]
+    fn spreads_creates_over_the_feeds() {
+        assert_eq!(create_path(7, None), "/posts");
+        assert_eq!(create_path(7, Some(1)), "/feeds/f0/posts");
+        assert_eq!(create_path(1007, Some(1000)), "/feeds/f7/posts");
+        assert_eq!(create_path(999, Some(1000)), "/feeds/f999/posts");
     }
 }

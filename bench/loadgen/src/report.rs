@@ -82,12 +82,39 @@ fn mix_param(v: &Value) -> String {
         .join(":")
 }
 
+/// `N over F feeds (K each)` of a `--feeds` result.
+fn feeds_param(v: &Value) -> String {
+    let (n, f) = (get(v, "clients"), get(v, "feeds"));
+    let each = match (n, f) {
+        (Some(n), Some(f)) if f > 0.0 && (n / f).fract() == 0.0 => thousands(n / f),
+        (Some(n), Some(f)) if f > 0.0 => format!("~{}", fmt_num(n / f)),
+        _ => "?".into(),
+    };
+    let feeds = if f == Some(1.0) {
+        "1 feed".to_string()
+    } else {
+        format!("{} feeds", param(v, "feeds"))
+    };
+    format!("N={} over {feeds} ({each} each)", param(v, "clients"))
+}
+
 fn field(r: &Results, target: &str, scenario: &str, path: &str) -> Option<f64> {
     let v = r.get(&(target.to_string(), scenario.to_string()))?;
     if v.get("error").is_some() {
         return None;
     }
     get(v, path)
+}
+
+/// Server CPU per delivery of `scenario` less what its posts cost on their
+/// own: (server CPU − accepted posts × the CPU per post of `feeds1k-posts`,
+/// the same posts with no subscribers) ÷ deliveries, in µs.
+fn fanout_cpu_per_delivery(r: &Results, target: &str, scenario: &str) -> Option<f64> {
+    let cpu = field(r, target, scenario, "server_cpu_s")?;
+    let posts = field(r, target, scenario, "posts_ok")?;
+    let deliveries = field(r, target, scenario, "deliveries").filter(|d| *d > 0.0)?;
+    let per_post = field(r, target, "feeds1k-posts", "server_cpu_us_per_post")?;
+    Some(((cpu * 1e6 - posts * per_post) / deliveries).max(0.0))
 }
 
 fn rows() -> Vec<Row> {
@@ -143,6 +170,117 @@ fn rows() -> Vec<Row> {
             scenario: "fanout10k",
             label: |_| "Fan-out: posts/s actually accepted (offered: the rate above)".into(),
             value: |r, t| field(r, t, "fanout10k", "posts_per_sec"),
+        },
+        Row {
+            scenario: "fanout10k",
+            label: |v| {
+                format!(
+                    "Fan-out: server CPU per delivery, {} deliveries/s offered (µs)",
+                    thousands(
+                        get(v, "clients").unwrap_or(0.0) * get(v, "pace.rate").unwrap_or(0.0)
+                    )
+                )
+            },
+            value: |r, t| field(r, t, "fanout10k", "server_cpu_us_per_delivery"),
+        },
+        Row {
+            scenario: "feeds1k",
+            label: |v| {
+                format!(
+                    "Feeds: {}, {} posts/s spread over the feeds for {} s (deliveries/s)",
+                    feeds_param(v),
+                    param(v, "pace.rate"),
+                    param(v, "pace.duration_s")
+                )
+            },
+            value: |r, t| field(r, t, "feeds1k", "deliveries_per_sec"),
+        },
+        Row {
+            scenario: "feeds1k",
+            label: |_| "Feeds: delivery latency p50 (ms)".into(),
+            value: |r, t| field(r, t, "feeds1k", "latency.p50_ms"),
+        },
+        Row {
+            scenario: "feeds1k",
+            label: |_| "Feeds: delivery latency p99 (ms)".into(),
+            value: |r, t| field(r, t, "feeds1k", "latency.p99_ms"),
+        },
+        Row {
+            scenario: "feeds1k",
+            label: |_| "Feeds: POST latency p99, part of the delivery latency above (ms)".into(),
+            value: |r, t| field(r, t, "feeds1k", "post_latency.p99_ms"),
+        },
+        Row {
+            scenario: "feeds1k",
+            label: |_| "Feeds: posts/s actually accepted (offered: the rate above)".into(),
+            value: |r, t| field(r, t, "feeds1k", "posts_per_sec"),
+        },
+        Row {
+            scenario: "feeds1k",
+            label: |_| "Feeds: server CPU per delivery, all of it: posts and fan-out (µs)".into(),
+            value: |r, t| field(r, t, "feeds1k", "server_cpu_us_per_delivery"),
+        },
+        Row {
+            scenario: "onefeed",
+            label: |v| {
+                format!(
+                    "One feed, same clients and deliveries/s: {}, {} post/s for {} s (deliveries/s)",
+                    feeds_param(v),
+                    param(v, "pace.rate"),
+                    param(v, "pace.duration_s")
+                )
+            },
+            value: |r, t| field(r, t, "onefeed", "deliveries_per_sec"),
+        },
+        Row {
+            scenario: "onefeed",
+            label: |_| "One feed: delivery latency p50 (ms)".into(),
+            value: |r, t| field(r, t, "onefeed", "latency.p50_ms"),
+        },
+        Row {
+            scenario: "onefeed",
+            label: |_| "One feed: delivery latency p99 (ms)".into(),
+            value: |r, t| field(r, t, "onefeed", "latency.p99_ms"),
+        },
+        Row {
+            scenario: "onefeed",
+            label: |_| "One feed: server CPU per delivery, all of it (µs)".into(),
+            value: |r, t| field(r, t, "onefeed", "server_cpu_us_per_delivery"),
+        },
+        Row {
+            scenario: "feeds1k-posts",
+            label: |v| {
+                format!(
+                    "Posts alone: the same {} posts/s over {} feeds for {} s, no subscribers: server CPU per post (µs)",
+                    param(v, "pace.rate"),
+                    param(v, "feeds"),
+                    param(v, "pace.duration_s")
+                )
+            },
+            value: |r, t| field(r, t, "feeds1k-posts", "server_cpu_us_per_post"),
+        },
+        Row {
+            // Listed under feeds1k-posts so that runs without it (--quick) skip the row.
+            scenario: "feeds1k-posts",
+            label: |_| "Feeds: server CPU per delivery, less its posts' own cost (µs)".into(),
+            value: |r, t| fanout_cpu_per_delivery(r, t, "feeds1k"),
+        },
+        Row {
+            scenario: "feeds1k-posts",
+            label: |_| "One feed: server CPU per delivery, less its posts' own cost (µs)".into(),
+            value: |r, t| fanout_cpu_per_delivery(r, t, "onefeed"),
+        },
+        Row {
+            scenario: "feeds1k-posts",
+            label: |_| {
+                "Server CPU per delivery less posts' cost, feeds ÷ one feed (≤ 1: no cost per connection of other feeds)".into()
+            },
+            value: |r, t| {
+                Some(
+                    fanout_cpu_per_delivery(r, t, "feeds1k")?
+                        / fanout_cpu_per_delivery(r, t, "onefeed")?,
+                )
+            },
         },
         Row {
             scenario: "throughput",
@@ -422,6 +560,24 @@ pub fn render(r: &Results) -> String {
                 notes.push("a kind of change with a weight never succeeded".into());
             }
         }
+        if let Some(f) = get(v, "feeds") {
+            notes.push(format!(
+                "{} feed{}: {}–{} healthy subscribers and {}–{} accepted posts per feed",
+                thousands(f),
+                if f == 1.0 { "" } else { "s" },
+                n("subscribers_per_feed.min"),
+                n("subscribers_per_feed.max"),
+                n("posts_per_feed.min"),
+                n("posts_per_feed.max"),
+            ));
+        }
+        let foreign = get(v, "foreign").unwrap_or(0.0) + get(v, "slow_foreign").unwrap_or(0.0);
+        if foreign > 0.0 {
+            notes.push(format!(
+                "{} posts of other feeds delivered to clients not subscribed to them",
+                thousands(foreign)
+            ));
+        }
         if s == "slow" {
             if let Some(states) = v.get("slow_end_states") {
                 notes.push(format!("slow clients' end states: {states}"));
@@ -480,10 +636,11 @@ pub fn check(r: &Results, required: &[String]) -> Vec<String> {
     for ((t, s), v) in r {
         if v.get("ok").and_then(Value::as_bool) != Some(true) {
             problems.push(format!(
-                "{t}: scenario {s} failed (lost {}, duplicated {}, out of order {}, connect failures {}, request failures {}{})",
+                "{t}: scenario {s} failed (lost {}, duplicated {}, out of order {}, of other feeds {}, connect failures {}, request failures {}{})",
                 get(v, "lost").unwrap_or(-1.0),
                 get(v, "duplicates").unwrap_or(-1.0),
                 get(v, "out_of_order").unwrap_or(-1.0),
+                get(v, "foreign").unwrap_or(0.0) + get(v, "slow_foreign").unwrap_or(0.0),
                 get(v, "connect_failures").unwrap_or(-1.0),
                 get(v, "posts_failed").unwrap_or(-1.0),
                 v.get("error").and_then(Value::as_str).map(|e| format!(", error: {e}")).unwrap_or_default()
@@ -541,5 +698,57 @@ mod tests {
             md.contains("| Mixed: deletes accepted (204) | 10 | — | — |"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn feeds_rows_sit_beside_the_one_feed_rows() {
+        let feeds = r#"{"target":"livefeed-ws","scenario":"feeds1k","ok":true,"clients":10000,"feeds":1000,
+            "pace":{"mode":"rate","rate":1000,"duration_s":20},"deliveries_per_sec":10000,
+            "latency":{"p50_ms":2,"p99_ms":9},"post_latency":{"p99_ms":4},"posts_per_sec":1000,
+            "server_cpu_us_per_delivery":60,"server_cpu_s":12.0,"posts_ok":20000,"deliveries":200000,
+            "subscribers_per_feed":{"min":10,"max":10},"posts_per_feed":{"min":20,"max":20},"foreign":0}"#
+            .replace('\n', "");
+        let one =
+            r#"{"target":"livefeed-ws","scenario":"onefeed","ok":true,"clients":10000,"feeds":1,
+            "pace":{"mode":"rate","rate":1,"duration_s":20},"deliveries_per_sec":10000,
+            "latency":{"p50_ms":50,"p99_ms":90},"server_cpu_us_per_delivery":10,
+            "server_cpu_s":2.0,"posts_ok":20,"deliveries":200000}"#
+                .replace('\n', "");
+        let alone = r#"{"target":"livefeed-ws","scenario":"feeds1k-posts","ok":true,"clients":0,"feeds":1000,
+            "pace":{"mode":"rate","rate":1000,"duration_s":20},"server_cpu_us_per_post":500}"#
+            .replace('\n', "");
+        let md = render(&load(&[feeds.clone(), one.clone()].join("\n")).unwrap());
+        let has = |md: &str, s: &str| assert!(md.contains(s), "{s:?} not in\n{md}");
+        has(&md, "| Feeds: N=10,000 over 1,000 feeds (10 each), 1,000 posts/s spread over the feeds for 20 s (deliveries/s) | 10,000 |");
+        has(&md, "| One feed, same clients and deliveries/s: N=10,000 over 1 feed (10,000 each), 1 post/s for 20 s (deliveries/s) | 10,000 |");
+        has(
+            &md,
+            "| Feeds: server CPU per delivery, all of it: posts and fan-out (µs) | 60 |",
+        );
+        has(
+            &md,
+            "1,000 feeds: 10–10 healthy subscribers and 20–20 accepted posts per feed",
+        );
+        // Without the posts-alone control there is nothing to subtract: no net rows.
+        assert!(!md.contains("less its posts"), "{md}");
+
+        let md = render(&load(&[feeds, one, alone].join("\n")).unwrap());
+        // Feeds: (12 s − 20,000 × 500 µs) / 200,000 = 10 µs;
+        // one feed: (2 s − 20 × 500 µs) / 200,000 = 9.95 µs.
+        has(
+            &md,
+            "| Feeds: server CPU per delivery, less its posts' own cost (µs) | 10 |",
+        );
+        has(
+            &md,
+            "| One feed: server CPU per delivery, less its posts' own cost (µs) | 9.95 |",
+        );
+        has(&md, "no cost per connection of other feeds) | 1.01 |");
+        has(&md, "server CPU per post (µs) | 500 |");
+
+        // A client that got another feed's post fails the check, and says why.
+        let bad = r#"{"target":"node","scenario":"feeds1k","ok":false,"foreign":3,"lost":0}"#;
+        let p = check(&load(bad).unwrap(), &[]);
+        assert!(p[0].contains("of other feeds 3"), "{p:?}");
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use crate::client::{self, ClientStats, ConnectOpts, End, Proto, ReadMode, Shared, Ws};
+use crate::client::{self, ClientStats, ConnectOpts, End, FeedOf, Proto, ReadMode, Shared, Ws};
 use crate::hist::Histogram;
 use crate::proc::{self, RssSampler};
 use crate::publish::{self, Mix, Op, Pace, PubOpts, PubStats};
@@ -51,6 +51,10 @@ pub struct FanoutCfg {
     pub drain_timeout: Duration,
     /// How long to read slow clients after the run to see whether they were cut.
     pub slow_drain: Duration,
+    /// Named feeds `f0`..`f{F-1}`: client i subscribes to `f{i mod F}`,
+    /// operation SEQ is posted to `f{SEQ mod F}` (creates, rate mode only).
+    /// None: every client on the default feed, posts to `POST /posts`.
+    pub feeds: Option<u32>,
 }
 
 fn ms(us: u64) -> f64 {
@@ -71,17 +75,19 @@ fn summary_json(h: &Histogram) -> Value {
 }
 
 /// Connects `n` clients with at most `concurrency` handshakes in flight.
-/// Each success is passed to `on_open` (which may spawn a reader) as soon as
-/// its welcome arrives.
+/// Each success is passed to `on_open` with the client's number and feed
+/// (`--feeds` runs: client i subscribes to `f{i mod F}`), which may spawn a
+/// reader, as soon as its welcome arrives.
 async fn connect_many<F, T>(
     opts: &ConnectOpts,
     also: &[SocketAddr],
+    feeds: Option<u32>,
     n: usize,
     concurrency: usize,
     mut on_open: F,
 ) -> (Vec<T>, Vec<String>, u64)
 where
-    F: FnMut(Ws) -> T,
+    F: FnMut(Option<FeedOf>, Ws) -> T,
 {
     let mut opened = Vec::with_capacity(n);
     let mut errors = Vec::new();
@@ -93,13 +99,15 @@ where
             if let Some(k) = (i % (also.len() + 1)).checked_sub(1) {
                 opts.addr = also[k];
             }
-            async move { client::connect(&opts).await }
+            let feed = feeds.map(|f| FeedOf::of_client(i, f));
+            opts.feed = feed.map(|f| f.name());
+            async move { (feed, client::connect(&opts).await) }
         })
         .buffer_unordered(concurrency.max(1));
     // Bounded: the stream yields exactly n results, each under connect_timeout.
-    while let Some(r) = stream.next().await {
+    while let Some((feed, r)) = stream.next().await {
         match r {
-            Ok(ws) => opened.push(on_open(ws)),
+            Ok(ws) => opened.push(on_open(feed, ws)),
             Err(e) => {
                 failures += 1;
                 if errors.len() < KEEP_ERRORS {
@@ -124,6 +132,7 @@ pub async fn fanout(cfg: FanoutCfg) -> Value {
         rcvbuf: None,
         mss: None,
         timeout: cfg.connect_timeout,
+        feed: None,
     };
     let pid = cfg.server_pid;
 
@@ -136,23 +145,29 @@ pub async fn fanout(cfg: FanoutCfg) -> Value {
     let (readers, connect_errors, connect_failures) = connect_many(
         &opts,
         &cfg.also,
+        cfg.feeds,
         cfg.clients,
         cfg.connect_concurrency,
-        |ws| {
+        |feed, ws| {
             let (shared, stop) = (shared.clone(), stop_rx.clone());
-            async_std::task::spawn(client::read_loop(
-                ws,
-                cfg.proto,
-                shared,
-                ReadMode { healthy: true },
-                stop,
-            ))
+            let mode = ReadMode {
+                healthy: true,
+                feed,
+            };
+            let reader =
+                async_std::task::spawn(client::read_loop(ws, cfg.proto, shared, mode, stop));
+            (feed, reader)
         },
     )
     .await;
     let connect_secs = t_connect.elapsed().as_secs_f64();
     let healthy = readers.len();
     shared.healthy.store(healthy as u32, Ordering::Relaxed);
+    // Healthy subscribers of each feed (`--feeds` runs; else one entry).
+    let mut subscribers = vec![0u64; cfg.feeds.unwrap_or(1) as usize];
+    for (feed, _) in &readers {
+        subscribers[feed.map_or(0, |f| f.index as usize)] += 1;
+    }
 
     // Slow consumers: tiny receive buffer, and never polled after the welcome.
     let slow_opts = ConnectOpts {
@@ -160,14 +175,16 @@ pub async fn fanout(cfg: FanoutCfg) -> Value {
         mss: (cfg.slow_mss > 0).then_some(cfg.slow_mss),
         ..opts.clone()
     };
-    let (parked, slow_connect_errors, slow_connect_failures): (Vec<Ws>, _, _) = connect_many(
-        &slow_opts,
-        &cfg.also,
-        cfg.slow,
-        cfg.connect_concurrency,
-        |ws| ws,
-    )
-    .await;
+    let (parked, slow_connect_errors, slow_connect_failures): (Vec<(Option<FeedOf>, Ws)>, _, _) =
+        connect_many(
+            &slow_opts,
+            &cfg.also,
+            cfg.feeds,
+            cfg.slow,
+            cfg.connect_concurrency,
+            |feed, ws| (feed, ws),
+        )
+        .await;
 
     async_std::task::sleep(cfg.settle).await;
     let rss_idle = pid.and_then(proc::rss_kib);
@@ -191,14 +208,20 @@ pub async fn fanout(cfg: FanoutCfg) -> Value {
             timeout: cfg.http_timeout,
             pace: cfg.pace,
             mix: cfg.mix,
+            feeds: cfg.feeds,
         },
         shared.clone(),
         post_latency.clone(),
     )
     .await;
 
-    // Wait (bounded) for every healthy client to get every accepted post.
-    let expected = pubs.ok * healthy as u64;
+    // Wait (bounded) for every healthy client to get every accepted post (of its feed).
+    let ok_per_feed = ok_per_feed(&pubs.ok_seqs, cfg.feeds);
+    let expected: u64 = ok_per_feed
+        .iter()
+        .zip(&subscribers)
+        .map(|(posts, subs)| posts * subs)
+        .sum();
     let drain_until = Instant::now() + cfg.drain_timeout;
     while shared.delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_until {
         async_std::task::sleep(Duration::from_millis(10)).await;
@@ -210,17 +233,17 @@ pub async fn fanout(cfg: FanoutCfg) -> Value {
 
     drop(stop_tx);
     let mut stats: Vec<ClientStats> = Vec::with_capacity(healthy);
-    for r in readers {
+    for (_, r) in readers {
         stats.push(r.await);
     }
 
     // Read the slow clients now to learn which ones the server cut off.
-    let slow_stats: Vec<ClientStats> = futures::future::join_all(
-        parked
-            .into_iter()
-            .map(|ws| client::drain(ws, cfg.proto, shared.clone(), pubs.ok, cfg.slow_drain)),
-    )
-    .await;
+    let slow_stats: Vec<ClientStats> =
+        futures::future::join_all(parked.into_iter().map(|(feed, ws)| {
+            let want = ok_per_feed[feed.map_or(0, |f| f.index as usize)];
+            client::drain(ws, cfg.proto, shared.clone(), want, cfg.slow_drain, feed)
+        }))
+        .await;
 
     let rss_peak = sampler.finish().await;
     let rss_end = pid.and_then(proc::rss_kib);
@@ -231,6 +254,8 @@ pub async fn fanout(cfg: FanoutCfg) -> Value {
         &pubs,
         &post_latency,
         Outcome {
+            expected,
+            ok_per_feed,
             stats,
             slow_stats,
             connect_secs,
@@ -254,7 +279,50 @@ pub async fn fanout(cfg: FanoutCfg) -> Value {
     )
 }
 
+/// Successful operations per feed: `ok_seqs` split by SEQ mod F (one entry,
+/// all of them, without `--feeds`).
+fn ok_per_feed(ok_seqs: &[u64], feeds: Option<u32>) -> Vec<u64> {
+    let n = feeds.unwrap_or(1).max(1) as u64;
+    let mut per = vec![0u64; n as usize];
+    for (w, &word) in ok_seqs.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            let seq = w as u64 * 64 + bits.trailing_zeros() as u64;
+            per[(seq % n) as usize] += 1;
+            bits &= bits - 1;
+        }
+    }
+    per
+}
+
+/// Operations that succeeded but that a client never got: every one
+/// (or, subscribed to one of `--feeds`, every one of its feed) not in `seen`.
+fn missing_of(ok_seqs: &[u64], st: &ClientStats) -> u64 {
+    let seen = |w: usize| st.seen.get(w).copied().unwrap_or(0);
+    match st.feed {
+        None => ok_seqs
+            .iter()
+            .enumerate()
+            .map(|(w, ok)| (ok & !seen(w)).count_ones() as u64)
+            .sum(),
+        Some(f) => {
+            let end = ok_seqs.len() as u64 * 64;
+            (f.index as u64..end)
+                .step_by(f.count as usize)
+                .filter(|&seq| {
+                    let (w, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
+                    ok_seqs[w] & bit != 0 && seen(w) & bit == 0
+                })
+                .count() as u64
+        }
+    }
+}
+
 struct Outcome {
+    /// Deliveries that every healthy client getting every post of its feed makes.
+    expected: u64,
+    /// Successful operations per feed (one entry without `--feeds`).
+    ok_per_feed: Vec<u64>,
     stats: Vec<ClientStats>,
     slow_stats: Vec<ClientStats>,
     connect_secs: f64,
@@ -297,22 +365,19 @@ fn result_json(
     let mut dups = 0u64;
     let mut ooo = 0u64;
     let mut other = 0u64;
+    let mut foreign = 0u64;
     let mut clients_missing = 0u64;
     let mut healthy_cut = 0u64;
     let mut cut_reasons: std::collections::BTreeMap<String, u64> = Default::default();
     for st in &o.stats {
-        // Posts that got a 201 but never reached this client.
-        let missing: u64 = pubs
-            .ok_seqs
-            .iter()
-            .enumerate()
-            .map(|(w, ok)| (ok & !st.seen.get(w).copied().unwrap_or(0)).count_ones() as u64)
-            .sum();
+        // Posts (of its feed) that got a 201 but never reached this client.
+        let missing = missing_of(&pubs.ok_seqs, st);
         lost += missing;
         clients_missing += (missing > 0) as u64;
         dups += st.duplicates;
         ooo += st.out_of_order;
         other += st.other_frames;
+        foreign += st.foreign;
         if st.end != End::Open {
             healthy_cut += 1;
             *cut_reasons.entry(end_label(&st.end)).or_default() += 1;
@@ -323,12 +388,15 @@ fn result_json(
     let mut slow_received = 0u64;
     let mut slow_dups = 0u64;
     let mut slow_ooo = 0u64;
+    let mut slow_foreign = 0u64;
     for st in &o.slow_stats {
         slow_received += st.unique;
         slow_dups += st.duplicates;
         slow_ooo += st.out_of_order;
+        slow_foreign += st.foreign;
         *slow_reasons.entry(end_label(&st.end)).or_default() += 1;
-        if st.end != End::Open && st.unique < pubs.ok {
+        let want = o.ok_per_feed[st.feed.map_or(0, |f| f.index as usize)];
+        if st.end != End::Open && st.unique < want {
             slow_cut += 1;
         }
     }
@@ -356,6 +424,8 @@ fn result_json(
         && lost == 0
         && dups == 0
         && ooo == 0
+        && foreign == 0
+        && slow_foreign == 0
         && healthy_cut == 0
         && healthy == cfg.clients as u64
         && pubs.ok > 0;
@@ -405,7 +475,7 @@ fn result_json(
         "post_latency": summary_json(post_latency),
         "latency": summary_json(&shared.latency),
         "deliveries": delivered,
-        "expected_deliveries": pubs.ok * healthy,
+        "expected_deliveries": o.expected,
         "deliveries_per_sec": if span_s > 0.0 { delivered as f64 / span_s } else { 0.0 },
         "drained": o.drained,
         "lost": lost,
@@ -413,6 +483,7 @@ fn result_json(
         "duplicates": dups,
         "out_of_order": ooo,
         "other_frames": other,
+        "foreign": foreign,
         "healthy_disconnected": healthy_cut,
         "healthy_disconnect_reasons": cut_reasons,
         "slow_disconnected": slow_cut,
@@ -420,12 +491,35 @@ fn result_json(
         "slow_posts_received": slow_received,
         "slow_duplicates": slow_dups,
         "slow_out_of_order": slow_ooo,
+        "slow_foreign": slow_foreign,
         "server_cpu_s": o.server_cpu_s,
+        // Server CPU from the first POST to the last delivery (or the drain
+        // timeout), over the deliveries to healthy clients in that time.
+        "server_cpu_us_per_delivery": o.server_cpu_s.filter(|_| delivered > 0).map(|c| c * 1e6 / delivered as f64),
+        "server_cpu_us_per_post": o.server_cpu_s.filter(|_| pubs.ok > 0).map(|c| c * 1e6 / pubs.ok as f64),
         "loadgen_cpu_s": o.loadgen_cpu_s,
         "other_cpu_s": other_cpu(o.machine, o.server_cpu_s, o.loadgen_cpu_s),
         "steal_cpu_s": o.machine.map(|m| m.1),
         "measured_secs": pubs.end_us.saturating_sub(pubs.first_send_us) as f64 / 1e6,
     });
+    if let (Some(f), Some(obj)) = (cfg.feeds, v.as_object_mut()) {
+        // Healthy subscribers per feed, and posts accepted per feed.
+        let mut subs = vec![0u64; f as usize];
+        for st in &o.stats {
+            if let Some(feed) = st.feed {
+                subs[feed.index as usize] += 1;
+            }
+        }
+        let range = |xs: &[u64]| {
+            json!({
+                "min": xs.iter().min().copied().unwrap_or(0),
+                "max": xs.iter().max().copied().unwrap_or(0),
+            })
+        };
+        obj.insert("feeds".into(), json!(f));
+        obj.insert("subscribers_per_feed".into(), range(&subs));
+        obj.insert("posts_per_feed".into(), range(&o.ok_per_feed));
+    }
     if let (Some(m), Some(o)) = (cfg.mix, v.as_object_mut()) {
         let by = |a: &[u64; 3], op: Op| a[op as usize];
         let extra = json!({
@@ -470,6 +564,7 @@ pub async fn publish_only(
             timeout: http_timeout,
             pace: Pace::Free { duration },
             mix: None,
+            feeds: None,
         },
         shared.clone(),
         lat.clone(),
@@ -503,4 +598,42 @@ pub async fn publish_only(
         "measured_secs": span,
         "lost": 0, "duplicates": 0, "out_of_order": 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_accepted_posts_by_feed_and_finds_a_feed_clients_missing_ones() {
+        // Operations 0..10 succeeded except 4; 70 succeeded (second word).
+        let ok = vec![0b11_1110_1111u64, 1 << 6];
+        assert_eq!(ok_per_feed(&ok, None), vec![10]);
+        // Feed k of 3 owns seq ≡ k (mod 3): {0,3,6,9}, {1,7,70}, {2,5,8}.
+        assert_eq!(ok_per_feed(&ok, Some(3)), vec![4, 3, 3]);
+
+        let client = |index, seen: Vec<u64>| ClientStats {
+            seen,
+            feed: Some(FeedOf { index, count: 3 }),
+            ..Default::default()
+        };
+        // Feed 1 got 1 and 7 but not 70; posts of other feeds are not its loss.
+        assert_eq!(missing_of(&ok, &client(1, vec![1 << 1 | 1 << 7])), 1);
+        assert_eq!(
+            missing_of(&ok, &client(1, vec![1 << 1 | 1 << 7, 1 << 6])),
+            0
+        );
+        // 4 failed, so feed 1 is not owed it either way.
+        assert_eq!(
+            missing_of(&ok, &client(1, vec![1 << 1 | 1 << 7 | 1 << 4, 1 << 6])),
+            0
+        );
+        assert_eq!(missing_of(&ok, &client(0, vec![])), 4);
+        // Without feeds a client is owed every accepted operation.
+        let all = ClientStats {
+            seen: vec![0b11_1110_1111],
+            ..Default::default()
+        };
+        assert_eq!(missing_of(&ok, &all), 1);
+    }
 }

@@ -376,6 +376,23 @@ pub async fn request(
     .expect("HTTP request timed out")
 }
 
+/// Reads one whole response from a kept-alive connection, leaving the
+/// connection at the start of whatever follows it.
+pub async fn read_response<R: AsyncBufRead + Unpin>(reader: &mut R) -> Response {
+    within(async {
+        let head = read_head(&mut *reader).await.expect("a response head");
+        let mut body = Vec::new();
+        let mut decoder = Body::new(&mut *reader, &head);
+        while decoder.read_some(&mut body).await.expect("a response body") {}
+        Response {
+            status: head.status,
+            headers: head.headers,
+            body,
+        }
+    })
+    .await
+}
+
 /// Sends raw bytes on a fresh connection and reads the answer until the
 /// server closes (send `Connection: close`, or a request the server
 /// refuses, which it closes after).
