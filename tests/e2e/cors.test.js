@@ -44,24 +44,6 @@ function staticSite(name) {
   });
 }
 
-// livefeed with these flags, passed as its environment variables (the
-// shared helper starts the binary with only --addr and --data-dir).
-async function startApi(env) {
-  const saved = {};
-  for (const [k, v] of Object.entries(env)) {
-    saved[k] = process.env[k];
-    process.env[k] = v;
-  }
-  try {
-    return await LivefeedServer.start();
-  } finally {
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
-}
-
 // Runs in the page: creates a post with a fetch that needs a preflight
 // (JSON body, Authorization, Idempotency-Key), and waits for it on an
 // EventSource opened first (with `since=0`, so the post arrives whether it
@@ -154,9 +136,8 @@ e2eSuite('CORS: pages on other origins', { timeout: 60000 }, () => {
   before(async () => {
     allowed = await staticSite('the allowed front end');
     other = await staticSite('another site');
-    api = await startApi({
-      LIVEFEED_ALLOWED_ORIGINS: allowed.origin,
-      LIVEFEED_PUBLISH_TOKEN: TOKEN,
+    api = await LivefeedServer.start({
+      args: ['--allowed-origin', allowed.origin, '--publish-token', TOKEN],
     });
     browser = await launchBrowser();
   });
