@@ -7,7 +7,8 @@
 # path does not describe gets 405 with `Allow`, and `OPTIONS` lists the
 # described methods. The few statuses the protocols give to requests the
 # fuzzer cannot make succeed are named, with the reasons, in
-# schemathesis.toml. Then the server must still answer /healthz and shut
+# schemathesis.toml; hooks.py keeps the client from reusing a connection
+# a websocket upgrade took over. Then the server must still answer /healthz and shut
 # down cleanly.
 #
 # Needs the release binary: cargo build --release
@@ -77,7 +78,8 @@ echo "fuzz: server $URL (pid $SERVER), data in $DATA"
 status=0
 # schemathesis keeps a cache in the working directory: keep it here.
 cd "$HERE"
-timeout --kill-after=10 "$TIME_LIMIT" "$VENV/bin/st" --config-file "$HERE/schemathesis.toml" run "$URL/openapi.json" \
+SCHEMATHESIS_HOOKS="$HERE/hooks.py" \
+  timeout --kill-after=10 "$TIME_LIMIT" "$VENV/bin/st" --config-file "$HERE/schemathesis.toml" run "$URL/openapi.json" \
   --checks all \
   --exclude-path /events \
   --phases ${FUZZ_PHASES:-examples,coverage,fuzzing} \
