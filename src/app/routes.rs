@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::feed::Feed;
-use crate::http::{self, ErrorBodies, RequestLog, Server};
+use crate::http::{self, RequestLog, Router, Server};
 use crate::net::origin::Origins;
 use crate::socketio::engine::Engine;
 use crate::transport::{socketio, sse, ws};
@@ -18,11 +18,11 @@ pub(super) struct Routes {
 
 /// The tide application over `feed`.
 pub(super) fn app(config: &Config, feed: Arc<Feed>) -> Routes {
-    let mut app = tide::new();
+    let mut server = tide::new();
     let log = RequestLog::default();
     let requests = log.0.clone();
-    app.with(log);
-    app.with(ErrorBodies);
+    server.with(log);
+    let mut app = Router::new(server);
     let origins = Origins::from_flags(&config.allowed_origins);
     http::posts::mount(&mut app, feed.clone());
     ws::mount(&mut app, feed.clone(), Arc::new(origins.clone()));
@@ -31,9 +31,17 @@ pub(super) fn app(config: &Config, feed: Arc<Feed>) -> Routes {
         backlog_bytes: config.max_backlog_bytes,
         write_timeout: config.heartbeat_timeout,
     };
-    let engine = socketio::mount(&mut app, feed.clone(), &config.socketio, limits, origins);
+    let engine = socketio::mount(
+        &mut app,
+        feed.clone(),
+        &config.socketio,
+        limits,
+        origins.clone(),
+    );
     sse::mount(&mut app, feed.clone());
-    // Last: the demo's catch-all.
     http::ops::mount(&mut app, feed, requests);
+    // CORS for every route but Socket.IO's (which has its own), by the
+    // same origin policy.
+    let app = app.finish(origins);
     Routes { app, engine }
 }

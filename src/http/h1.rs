@@ -230,10 +230,13 @@ async fn read_head(inbound: &Shared) -> Result<Option<Vec<u8>>, HeadError> {
 /// The answer to a request head that can't be served.
 fn rejection(error: &HeadError) -> ApiError {
     match error {
+        // A method livefeed does not know at all: RFC 9110 §9.1 asks for a
+        // 501 (a 405 is for a known method the route doesn't serve, and
+        // carries the route's `Allow`).
         HeadError::Method(_) => ApiError::new(
-            StatusCode::MethodNotAllowed,
-            "method_not_allowed",
-            "livefeed does not support this method",
+            StatusCode::NotImplemented,
+            "not_implemented",
+            "livefeed does not implement this method",
         ),
         HeadError::Version => ApiError::new(
             StatusCode::HttpVersionNotSupported,
@@ -360,7 +363,7 @@ mod tests {
         let status = |e: HeadError| rejection(&e).status;
         assert_eq!(
             status(HeadError::Method("QUERY".into())),
-            StatusCode::MethodNotAllowed
+            StatusCode::NotImplemented
         );
         assert_eq!(
             status(HeadError::Version),

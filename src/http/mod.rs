@@ -8,14 +8,19 @@
 //!
 //! Layout:
 //! - [`error`]: [`ApiError`] and the mapping of feed errors to statuses;
+//! - [`route`]: the [`Router`] routes are mounted on, which records each
+//!   route's methods: `Allow` on 405s, `OPTIONS`, and CORS through
+//! - [`cors`]: which origins may read responses, and what they are told;
 //! - [`posts`]: `POST /posts`, `GET /posts`, `GET /posts/{id}`;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, the demo;
 //! - [`h1`]: the accept loop, answering requests that can't be parsed.
 
+pub mod cors;
 pub mod error;
 pub mod h1;
 pub mod ops;
 pub mod posts;
+pub mod route;
 
 use crate::feed::access::{bearer, Grant};
 use crate::feed::name::{self, FeedName};
@@ -23,6 +28,7 @@ use crate::feed::FeedError;
 use async_std::io::ReadExt;
 pub use error::ApiError;
 use error::Detail;
+pub use route::Router;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -111,7 +117,8 @@ impl tide::Middleware<()> for RequestLog {
 }
 
 /// Gives tide's own bodiless errors (unknown route, wrong method) the API's
-/// error body.
+/// error body. [`Router::finish`] adds it, inside the rules that give a 405
+/// its `Allow`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ErrorBodies;
 

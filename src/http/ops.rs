@@ -1,7 +1,7 @@
 //! Operations routes: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`,
 //! and the embedded browser demo at `/`.
 
-use super::{handler, json_response, ApiError, RequestCount, Server};
+use super::{handler, json_response, ApiError, RequestCount, Router};
 use crate::feed::publish::{Health, Metric, MetricKind};
 use crate::feed::Feed;
 use rust_embed::RustEmbed;
@@ -34,17 +34,22 @@ struct Ops {
     requests: Arc<RequestCount>,
 }
 
-/// Adds the operations routes and the demo (`/` and `/*path`, so mount it
-/// after every other route) to `app`.
-pub fn mount(app: &mut Server, feed: Arc<Feed>, requests: Arc<RequestCount>) {
+/// Adds the operations routes and the demo (`/` and each of its files) to
+/// `app`.
+pub fn mount(app: &mut Router, feed: Arc<Feed>, requests: Arc<RequestCount>) {
     let ops = Ops { feed, requests };
     app.at("/openapi.json")
         .get(|_req: Request<()>| async { Ok(json_response(StatusCode::Ok, OPENAPI)) });
     app.at("/healthz").get(handler(ops.clone(), healthz));
     app.at("/readyz").get(handler(ops.clone(), readyz));
     app.at("/metrics").get(handler(ops, metrics));
+    // Each file its own route, not a catch-all: any other path is an
+    // unknown route (404 whatever the method), not a file route refusing
+    // the method.
     app.at("/").get(asset);
-    app.at("/*path").get(asset);
+    for file in Public::iter() {
+        app.at(&format!("/{file}")).get(asset);
+    }
 }
 
 /// Liveness: 200 while the process serves; says the mode, whether storage

@@ -7,7 +7,7 @@
 //! `Idempotency-Key` ([`crate::feed::idempotency`]): a retry with it is
 //! answered exactly as the first request was.
 
-use super::{for_subject, handler, json_response, read_body, require_json, ApiError, Server};
+use super::{for_subject, handler, json_response, read_body, require_json, ApiError, Router};
 use crate::feed::access::{bearer, Grant};
 use crate::feed::idempotency::{BadKey, Key, Keyed};
 use crate::feed::publish::Expect;
@@ -22,7 +22,7 @@ pub const DEFAULT_PAGE: usize = 20;
 pub const MAX_PAGE: usize = 100;
 
 /// Adds the posts and feeds routes to `app`.
-pub fn mount(app: &mut Server, feed: Arc<Feed>) {
+pub fn mount(app: &mut Router, feed: Arc<Feed>) {
     app.at("/posts")
         .post(handler(feed.clone(), create))
         .get(handler(feed.clone(), list));

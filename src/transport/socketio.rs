@@ -26,7 +26,7 @@ use crate::feed::name::{self, BadFeed, FeedName};
 use crate::feed::publish::Expect;
 use crate::feed::wire::{self, Wire};
 use crate::feed::{Feed, FeedError, Liveness};
-use crate::http::{ApiError, Server};
+use crate::http::{ApiError, Router};
 use crate::net::origin::Origins;
 use crate::socketio::engine::packet::Frame;
 use crate::socketio::engine::{random_id, CloseReason, Engine, EngineConfig};
@@ -38,6 +38,7 @@ use serde_json::Value;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
+use tide::http::Method;
 
 /// Where Socket.IO is served.
 pub const PATH: &str = "/socket.io/";
@@ -59,7 +60,7 @@ pub struct Limits {
 /// Adds `/socket.io/` to `app` (unless `options` disable it): an
 /// Engine.IO server whose `/` namespace is the feed. Answers the engine.
 pub fn mount(
-    app: &mut Server,
+    app: &mut Router,
     feed: Arc<Feed>,
     options: &SocketIoOptions,
     limits: Limits,
@@ -86,7 +87,11 @@ pub fn mount(
     });
     let io = SocketIo::new(options.connect_timeout).namespace("/", namespace);
     let engine = Engine::new(engine_config, Arc::new(io));
-    engine.mount(app, PATH);
+    // The engine answers every method itself (refusing all but these, as
+    // Engine.IO does), CORS included.
+    let paths = [PATH, PATH.trim_end_matches('/')];
+    let served = [Method::Get, Method::Post, Method::Options];
+    engine.mount(app.own(&paths, &served), PATH);
     Some(engine)
 }
 

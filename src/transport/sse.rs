@@ -26,7 +26,7 @@
 use crate::feed::access::Grant;
 use crate::feed::wire::{self, Wire};
 use crate::feed::{Feed, Liveness};
-use crate::http::{for_subject, handler, since_param, subscription, ApiError, Server};
+use crate::http::{for_subject, handler, since_param, subscription, ApiError, Router};
 use async_trait::async_trait;
 use futures::channel::oneshot;
 use futures::io::{AsyncBufRead, AsyncRead};
@@ -48,7 +48,7 @@ pub const PIPE_FRAMES: usize = 8;
 pub const LAST_EVENT_ID: &str = "Last-Event-ID";
 
 /// Adds `GET /events` to `app`.
-pub fn mount(app: &mut Server, feed: Arc<Feed>) {
+pub fn mount(app: &mut Router, feed: Arc<Feed>) {
     app.at("/events").get(handler(feed, subscribe));
 }
 

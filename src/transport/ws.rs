@@ -7,7 +7,7 @@
 
 use crate::feed::access::Grant;
 use crate::feed::{wire, Feed, Liveness};
-use crate::http::{for_subject, handler, since_param, subscription, ApiError, Server};
+use crate::http::{for_subject, handler, since_param, subscription, ApiError, Router};
 use crate::net::cork::Cork;
 use crate::net::origin::Origins;
 use crate::net::websocket::{self, HandshakeError, Upgraded};
@@ -33,7 +33,7 @@ struct Route {
 }
 
 /// Adds `GET /ws` to `app`.
-pub fn mount(app: &mut Server, feed: Arc<Feed>, origins: Arc<Origins>) {
+pub fn mount(app: &mut Router, feed: Arc<Feed>, origins: Arc<Origins>) {
     app.at("/ws").get(handler(Route { feed, origins }, upgrade));
 }
 

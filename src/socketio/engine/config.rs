@@ -67,9 +67,10 @@ pub(super) fn preflight<S>(req: &Request<S>) -> Response {
     res
 }
 
-/// Marks `res` as readable by `origin` (an origin already allowed).
-pub(super) fn allow_origin(res: &mut Response, origin: &str) {
-    res.insert_header("Access-Control-Allow-Origin", origin);
-    res.insert_header("Access-Control-Allow-Credentials", "true");
+/// Marks `res` as readable by `origin` (an origin `origins` allows), by
+/// the server's one CORS rule: `*` without credentials when any origin is
+/// allowed, else the origin with credentials.
+pub(super) fn allow_origin(res: &mut Response, origins: &Origins, origin: &str) {
+    origins.allow_origin(res, origin);
     res.append_header("Vary", "Origin");
 }

@@ -224,7 +224,7 @@ impl Engine {
             }
         };
         if let Some(origin) = origin {
-            allow_origin(&mut res, &origin);
+            allow_origin(&mut res, &self.config.origins, &origin);
         }
         res
     }
