@@ -19,7 +19,7 @@
 pub mod access;
 pub mod admission;
 pub mod change;
-mod metrics;
+pub mod metrics;
 pub mod name;
 pub mod post;
 pub mod publish;

@@ -72,6 +72,7 @@ fn post_response(status: StatusCode, stored: &Stored) -> Response {
 }
 
 async fn create(feed: Arc<Feed>, mut req: Request<()>) -> Response {
+    let started = std::time::Instant::now();
     let grant = grant(&feed, &req);
     let checked = async {
         let target = route_feed(&req).inspect_err(|_| feed.reject())?;
@@ -82,6 +83,7 @@ async fn create(feed: Arc<Feed>, mut req: Request<()>) -> Response {
         let stored = feed.create(&grant, target, &body).await?;
         let mut res = post_response(StatusCode::Created, &stored);
         res.insert_header(headers::LOCATION, format!("/posts/{}", stored.post.id));
+        feed.created_in(started.elapsed());
         Ok::<_, ApiError>(res)
     };
     let res = checked.await.unwrap_or_else(ApiError::into_response);

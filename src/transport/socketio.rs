@@ -255,6 +255,7 @@ async fn write(
     token: Option<&str>,
     body: &str,
 ) -> Result<String, ApiError> {
+    let started = std::time::Instant::now();
     let grant = feed.grant(token);
     if event == CREATE_POST {
         // `{feed?, title, content, author?}`: the post goes to `feed`, the
@@ -276,6 +277,7 @@ async fn write(
         };
         feed.may_publish(&grant, &target)?;
         let stored = feed.create(&grant, target, body.as_bytes()).await?;
+        feed.created_in(started.elapsed());
         return Ok(wire::post_ack(&stored.json));
     }
     // The credential first, as over HTTP (against the default feed, which
