@@ -53,8 +53,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "building release: livefeed and livefeed-bench"
-timeout 1800 cargo build --release -p livefeed -p livefeed-bench >&2
+# Exactly .ci/run's build command, so a run after it recompiles nothing.
+log "building release: cargo build --release --workspace --bins --examples"
+timeout 1800 cargo build --release --workspace --bins --examples >&2
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 LIVEFEED="$TARGET_DIR/release/livefeed"
 LOADGEN="$TARGET_DIR/release/livefeed-bench"

@@ -8,6 +8,7 @@
 //! test server.
 
 use crate::cluster::resp::RedisUrl;
+use crate::feed::idempotency::DEFAULT_TTL as DEFAULT_IDEMPOTENCY_TTL;
 use clap::{ArgAction, Args, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -94,6 +95,12 @@ pub struct Config {
     /// Most concurrent push connections; more are refused with 503.
     #[arg(long, env = "LIVEFEED_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+
+    /// How long a create's Idempotency-Key is remembered: a retry within
+    /// it is answered with the first create's post instead of storing
+    /// another.
+    #[arg(long, env = "LIVEFEED_IDEMPOTENCY_TTL", default_value = "24h", value_parser = positive_duration)]
+    pub idempotency_ttl: Duration,
 
     /// Log format.
     #[arg(long, env = "LIVEFEED_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
@@ -208,11 +215,21 @@ impl Config {
             max_backlog_frames: DEFAULT_MAX_BACKLOG_FRAMES,
             max_backlog_bytes: DEFAULT_MAX_BACKLOG_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
             log_format: LogFormat::Auto,
             log_level: log::LevelFilter::Info,
             socketio: SocketIoOptions::default(),
             cluster: ClusterOptions::default(),
         }
+    }
+}
+
+/// A duration above zero (`24h`, `90m`, `1h 30m`).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -126,7 +126,14 @@ pub async fn run(
         config: connection,
     };
     let access = Access::new(config.publish_token.clone(), config.jwt_secret.as_deref());
-    let feed = Feed::new(publisher, posts, access, link, config.max_connections);
+    let feed = Feed::new(
+        publisher,
+        posts,
+        access,
+        link,
+        config.max_connections,
+        config.idempotency_ttl,
+    );
     let routes = routes::app(&config, feed);
     log::info!("livefeed listening on http://{addr}");
 

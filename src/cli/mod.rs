@@ -79,6 +79,12 @@ pub struct PostArgs {
     /// The feed to post to (the default feed, `main`, when absent).
     #[arg(long)]
     pub feed: Option<String>,
+    /// The Idempotency-Key to send (1 to 255 visible ASCII characters):
+    /// running the same command again within the server's
+    /// --idempotency-ttl then creates nothing new and prints the same post.
+    /// A random key when absent.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
     /// Server and token.
     #[command(flatten)]
     pub target: Target,

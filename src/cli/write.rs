@@ -1,9 +1,14 @@
 //! `livefeed post`, `edit` and `delete`: one request each; the post (or
 //! nothing, for a delete) on standard output, or the server's error on
 //! standard error with exit code 1.
+//!
+//! `post` sends an `Idempotency-Key` (its own `--idempotency-key`, or a
+//! random one) and, when the exchange fails without an answer (timeout,
+//! connection refused or cut), sends the same request once more: the
+//! server stores the post once whichever attempt reached it.
 
 use super::{fail, DeleteArgs, EditArgs, PostArgs, Target};
-use crate::client::{Client, ClientError};
+use crate::client::{new_idempotency_key, Client, ClientError};
 use serde_json::{json, Value};
 use std::process::ExitCode;
 
@@ -14,8 +19,23 @@ pub fn post(args: PostArgs) -> ExitCode {
         body["author"] = author.as_str().into();
     }
     let feed = args.feed.as_deref();
+    let key = match args
+        .idempotency_key
+        .clone()
+        .map_or_else(new_idempotency_key, Ok)
+    {
+        Ok(key) => key,
+        Err(e) => return fail(&e),
+    };
+    let url = &args.target.url;
     run(&args.target, |client, token| {
-        client.create_post(feed, &body, token)
+        match client.create_post(feed, &body, token, Some(&key)) {
+            Err(ClientError::Transport(e)) => {
+                eprintln!("livefeed: {url}: {e}; retrying once with the same Idempotency-Key");
+                client.create_post(feed, &body, token, Some(&key))
+            }
+            answered => answered,
+        }
     })
 }
 

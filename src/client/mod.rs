@@ -125,18 +125,23 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
-    /// `POST /posts` (or `/feeds/{feed}/posts`); the created post's JSON.
+    /// `POST /posts` (or `/feeds/{feed}/posts`), with an `Idempotency-Key`
+    /// when given; the created post's JSON.
     pub fn create_post(
         &self,
         feed: Option<&str>,
         post: &serde_json::Value,
         token: Option<&str>,
+        idempotency_key: Option<&str>,
     ) -> Result<String, ClientError> {
         let path = match feed {
             Some(feed) => format!("/feeds/{feed}/posts"),
             None => "/posts".to_owned(),
         };
-        let request = headers(self.agent.post(self.url(&path)), token, None);
+        let mut request = headers(self.agent.post(self.url(&path)), token, None);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
         answer(request.send(post.to_string()))
     }
 
@@ -213,6 +218,14 @@ impl Client {
             parser: Parser::default(),
         })
     }
+}
+
+/// A fresh idempotency key: 128 random bits in hex.
+pub fn new_idempotency_key() -> Result<String, ClientError> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| ClientError::Transport(format!("no randomness for a key: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The headers of every write: JSON both ways, the credential, the

@@ -30,8 +30,9 @@ pub mod stream;
 pub mod tailer;
 
 use crate::feed::change::{Change, Stored};
+use crate::feed::idempotency::Idempotency;
 use crate::feed::post::{timestamp, NewPost, Patch};
-use crate::feed::publish::{Expect, Health, Metric, PublishError, Publisher};
+use crate::feed::publish::{Created, Expect, Health, Metric, PublishError, Publisher};
 use crate::store::{Store, StoreError};
 use async_std::task::JoinHandle;
 use async_trait::async_trait;
@@ -160,15 +161,30 @@ impl Cluster {
     /// Runs the append script with `args` on a pooled connection; answers
     /// the change's seq.
     async fn append(&self, args: &[&str]) -> Result<u64, Appended> {
-        let result = self.run_script(args).await;
-        if let Err(Appended::Failed(_)) = &result {
-            self.progress.redis_errors.fetch_add(1, Ordering::Relaxed);
-            self.pool.clear();
+        match self.append_keyed(None, args).await? {
+            Answer::Appended(seq) => Ok(seq),
+            Answer::Replay(..) => Err(Appended::Failed(PublishError::Uncertain(
+                "the append script replayed a change that named no idempotency key".into(),
+            ))),
+        }
+    }
+
+    /// [`append`](Self::append), with the key of an idempotency record
+    /// (the script's fourth key) when there is one.
+    async fn append_keyed(&self, record: Option<&str>, args: &[&str]) -> Result<Answer, Appended> {
+        let result = self.run_script(record, args).await;
+        match &result {
+            // A reused key is the client's error, not Redis failing.
+            Err(Appended::Failed(PublishError::KeyReused)) | Ok(_) => {}
+            Err(Appended::Failed(_)) => {
+                self.progress.redis_errors.fetch_add(1, Ordering::Relaxed);
+                self.pool.clear();
+            }
         }
         result
     }
 
-    async fn run_script(&self, args: &[&str]) -> Result<u64, Appended> {
+    async fn run_script(&self, record: Option<&str>, args: &[&str]) -> Result<Answer, Appended> {
         let unavailable =
             |e: RedisError| Appended::Failed(PublishError::Unavailable(e.to_string()));
         let _permit = self.pool.permit().await.map_err(unavailable)?;
@@ -176,10 +192,11 @@ impl Cluster {
         let run = |command: &str, script: &str| {
             let cmd = Cmd::new(command)
                 .arg(script)
-                .arg("3")
+                .arg(if record.is_some() { "4" } else { "3" })
                 .arg(&self.stream)
                 .arg(&self.counter)
                 .arg(&self.latest);
+            let cmd = record.into_iter().fold(cmd, |cmd, key| cmd.arg(key));
             args.iter().fold(cmd, |cmd, arg| cmd.arg(arg))
         };
         let mut reply = conn
@@ -194,7 +211,15 @@ impl Cluster {
         }
         self.pool.put(conn);
         match reply {
-            Ok(Value::Int(seq)) if seq > 0 => Ok(seq as u64),
+            Ok(Value::Int(seq)) if seq > 0 => Ok(Answer::Appended(seq as u64)),
+            Ok(Value::Array(items)) => match items.as_slice() {
+                [Value::Int(seq), Value::Bulk(post)] if *seq > 0 => {
+                    Ok(Answer::Replay(*seq as u64, post.clone()))
+                }
+                _ => Err(Appended::Failed(PublishError::Uncertain(format!(
+                    "unexpected reply to the append script: {items:?}"
+                )))),
+            },
             Ok(other) => Err(Appended::Failed(PublishError::Uncertain(format!(
                 "unexpected reply to the append script: {other:?}"
             )))),
@@ -220,6 +245,15 @@ impl Cluster {
     }
 }
 
+/// What the append script did.
+enum Answer {
+    /// Appended the change with this seq.
+    Appended(u64),
+    /// Found the create's idempotency key recorded with the same request:
+    /// the recorded create's seq and its entry's `post` field.
+    Replay(u64, Vec<u8>),
+}
+
 /// Why the append script did not append.
 enum Appended {
     /// It refused the change, or failed.
@@ -235,6 +269,7 @@ fn refusal(message: &str) -> Appended {
         .and_then(|rest| rest.trim().parse::<u64>().ok());
     Appended::Failed(match (message, current) {
         ("NOTFOUND", _) => PublishError::NotFound,
+        ("KEYREUSED", _) => PublishError::KeyReused,
         (_, Some(current)) => PublishError::Precondition { current },
         _ => PublishError::Refused(message.to_owned()),
     })
@@ -261,13 +296,54 @@ impl Publisher for Cluster {
     /// Appends the post to the log. `Ok` means Redis acknowledged it; the
     /// call then waits (up to [`APPLY_WAIT`]) for this node to apply it, so
     /// that reading it back here works at once.
-    async fn create(&self, post: NewPost) -> Result<Stored, PublishError> {
+    ///
+    /// With `once`, the same script first looks for the key's record
+    /// (shared by every node): a live one of the same request answers with
+    /// the create it names, read back from its entry in the stream (the
+    /// bytes every node built for it), and nothing is appended.
+    async fn create(
+        &self,
+        post: NewPost,
+        once: Option<&Idempotency>,
+    ) -> Result<Created, PublishError> {
         self.check_replica()?;
         let created_at = timestamp();
         let field = stream::encode_create(&post, &created_at);
-        let seq = self.append(&["create", &field]).await.map_err(failed)?;
-        self.applied(seq).await;
-        Ok(stream::created(seq, &post, &created_at))
+        let answer = match once {
+            None => Answer::Appended(self.append(&["create", &field]).await.map_err(failed)?),
+            Some(once) => {
+                let record = format!("{}:idem:{}", self.stream, once.identity_hex());
+                // Redis refuses a zero TTL.
+                let ttl = once
+                    .ttl
+                    .as_millis()
+                    .clamp(1, u128::from(u64::MAX))
+                    .to_string();
+                let args = ["create", &field, &once.fingerprint_hex(), &ttl];
+                self.append_keyed(Some(&record), &args)
+                    .await
+                    .map_err(failed)?
+            }
+        };
+        match answer {
+            Answer::Appended(seq) => {
+                self.applied(seq).await;
+                Ok(Created {
+                    stored: stream::created(seq, &post, &created_at),
+                    replayed: false,
+                })
+            }
+            Answer::Replay(seq, field) => {
+                let stored = stream::decode_create(seq, &field).map_err(|e| {
+                    PublishError::Refused(format!("the recorded create {seq}: {e}"))
+                })?;
+                self.applied(seq).await;
+                Ok(Created {
+                    stored,
+                    replayed: true,
+                })
+            }
+        }
     }
 
     /// Appends the edit (the patch and its time) if the log's latest
@@ -366,6 +442,14 @@ mod tests {
         assert!(matches!(
             refusal("PRECONDITION 7"),
             Appended::Failed(PublishError::Precondition { current: 7 })
+        ));
+        assert!(matches!(
+            refusal("KEYREUSED"),
+            Appended::Failed(PublishError::KeyReused)
+        ));
+        assert!(matches!(
+            refusal("KEYLOST 4"),
+            Appended::Failed(PublishError::Refused(_))
         ));
         assert!(matches!(
             refusal("ERR boom"),

@@ -21,6 +21,12 @@
 //! no longer holds, atomically with the append. A post created before the
 //! hash existed has no entry there, and no change since: its latest seq is
 //! its id, if the stream holds its create.
+//!
+//! A create with an idempotency key also names the key's record,
+//! `<stream>:idem:<identity>` (a string `<fingerprint> <seq>`, with the
+//! key's TTL), which the script reads before it appends and sets with the
+//! append: a retry finds it and is answered with the create entry it
+//! names, which the stream keeps unchanged whatever edits follow.
 
 use crate::feed::change::{Logged, Stored};
 use crate::feed::name::{FeedName, DEFAULT_FEED};
@@ -28,20 +34,41 @@ use crate::feed::post::{NewPost, Patch, Post};
 use serde::{Deserialize, Serialize};
 
 /// The append script. `KEYS`: the stream, the seq counter, the hash of
-/// latest seqs. `ARGV[1]` is the op:
-/// - `create`, `ARGV[2]` the new post;
+/// latest seqs, and for a create with an idempotency key its record.
+/// `ARGV[1]` is the op:
+/// - `create`, `ARGV[2]` the new post; with a key, `ARGV[3]` the request's
+///   fingerprint and `ARGV[4]` the record's TTL in milliseconds;
 /// - `update`, `ARGV[2]` the post id, `ARGV[3]` the `If-Match` seqs
 ///   (comma-separated, or `*`), `ARGV[4]` the patch, `ARGV[5]` its time;
 /// - `delete`, `ARGV[2]` the post id, `ARGV[3]` the `If-Match` seqs.
 ///
 /// Answers the change's seq, or an error reply: `NOTFOUND` (no such live
 /// post) or `PRECONDITION <seq>` (`If-Match` does not name the latest
-/// seq). Redis runs a script atomically, so seqs are unique and the
+/// seq). A keyed create whose record is live appends nothing: it answers
+/// `[seq, post]` (the recorded create's seq and its entry's `post`) for
+/// the same fingerprint, the error `KEYREUSED` for another, or
+/// `KEYLOST <seq>` if the stream no longer holds that entry. Redis runs a script atomically, so seqs are unique and the
 /// stream's order is seq order whichever node runs it. If the counter is
 /// behind the stream (its key was deleted), it is moved past the stream's
 /// newest entry and the append is tried once more.
 pub const APPEND_SCRIPT: &str = r#"
 local op = ARGV[1]
+local keyed = op == 'create' and KEYS[4] ~= nil
+if keyed then
+  local held = redis.call('GET', KEYS[4])
+  if held then
+    local fingerprint, done = string.match(held, '^(%x+) (%d+)$')
+    if fingerprint ~= ARGV[3] then return redis.error_reply('KEYREUSED') end
+    local entry = redis.call('XRANGE', KEYS[1], done .. '-0', done .. '-0')[1]
+    if entry then
+      local fields = entry[2]
+      for i = 1, #fields, 2 do
+        if fields[i] == 'post' then return {tonumber(done), fields[i + 1]} end
+      end
+    end
+    return redis.error_reply('KEYLOST ' .. done)
+  end
+end
 local function latest(id)
   local cur = redis.call('HGET', KEYS[3], id)
   if cur then return cur end
@@ -91,6 +118,9 @@ end
 local seqs = string.format('%d', seq)
 if op == 'create' then
   redis.call('HSET', KEYS[3], seqs, seqs)
+  if keyed then
+    redis.call('SET', KEYS[4], ARGV[3] .. ' ' .. seqs, 'PX', ARGV[4])
+  end
 elseif op == 'update' then
   redis.call('HSET', KEYS[3], ARGV[2], seqs)
 else
@@ -139,6 +169,20 @@ pub fn created(seq: u64, post: &NewPost, created_at: &str) -> Stored {
 pub fn encode_patch(patch: &Patch) -> String {
     // A struct of optional strings always serialises.
     serde_json::to_string(patch).expect("patch serialises")
+}
+
+/// The change a create entry's `post` field at `seq` is (what a replayed
+/// keyed create answers).
+pub fn decode_create(seq: u64, post: &[u8]) -> Result<Stored, String> {
+    let fields = Fields {
+        op: Some(b"create"),
+        post: Some(post),
+        ..Fields::default()
+    };
+    match decode(seq, &fields)? {
+        Logged::Created(stored) => Ok(stored),
+        other => Err(format!("entry {seq} is not a create: {other:?}")),
+    }
 }
 
 /// The fields of one entry, as read.
@@ -242,6 +286,9 @@ mod tests {
         let field = encode_create(&new, at);
         let decoded = decode(42, &fields(&[("op", "create"), ("post", &field)])).unwrap();
         assert_eq!(decoded, Logged::Created(created(42, &new, at)));
+        // What a replayed keyed create answers: the same bytes.
+        let replayed = decode_create(42, field.as_bytes()).unwrap();
+        assert_eq!(replayed.json, created(42, &new, at).json);
         let patch = Patch {
             author: Some(None),
             ..Patch::default()

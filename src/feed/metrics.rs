@@ -53,8 +53,13 @@ impl Feed {
             ),
             Metric::counter(
                 "livefeed_posts_created_total",
-                "Posts created through the HTTP API.",
+                "Posts created (HTTP and Socket.IO; replays of a create are not counted).",
                 self.counts.created.load(Ordering::Relaxed),
+            ),
+            Metric::counter(
+                "livefeed_idempotent_replays_total",
+                "Creates answered from their Idempotency-Key's record: retries, nothing stored.",
+                self.counts.replayed.load(Ordering::Relaxed),
             ),
             Metric::counter(
                 "livefeed_posts_updated_total",

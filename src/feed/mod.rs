@@ -10,6 +10,8 @@
 //! - [`publish`]: the publish seam (local store or cluster log), reads,
 //!   health and metrics as data;
 //! - [`name`]: feed names and subscriptions;
+//! - [`idempotency`]: `Idempotency-Key`: keys, their scope, the
+//!   fingerprint a retry must repeat;
 //! - [`access`]: who may read and write which feed (publish token, JWTs);
 //! - [`service`]: [`Feed`]: create, edit, delete, read, list feeds, admit
 //!   push clients;
@@ -19,6 +21,7 @@
 pub mod access;
 pub mod admission;
 pub mod change;
+pub mod idempotency;
 pub mod metrics;
 pub mod name;
 pub mod post;

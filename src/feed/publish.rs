@@ -8,6 +8,7 @@
 //! reports its health and metrics as data, which the HTTP layer renders.
 
 use super::change::Stored;
+use super::idempotency::Idempotency;
 use super::name::FeedName;
 use super::post::{NewPost, Patch};
 use async_trait::async_trait;
@@ -18,8 +19,15 @@ use livefeed_actors::Head;
 pub trait Publisher: Send + Sync + 'static {
     /// Makes `post` durable and gives it the next seq, which is its id.
     /// `Ok` means it is on disk (or, in cluster mode, in the fsynced
-    /// shared log).
-    async fn create(&self, post: NewPost) -> Result<Stored, PublishError>;
+    /// shared log). With `once`, the key is recorded atomically with the
+    /// post, unless a live record of it is found first: then nothing is
+    /// stored and the answer is the recorded post (the same fingerprint)
+    /// or [`PublishError::KeyReused`] (another one).
+    async fn create(
+        &self,
+        post: NewPost,
+        once: Option<&Idempotency>,
+    ) -> Result<Created, PublishError>;
     /// Edits post `id` if it is live and `expect` allows its latest seq;
     /// answers the post as edited.
     async fn update(&self, id: u64, patch: Patch, expect: Expect) -> Result<Stored, PublishError>;
@@ -30,6 +38,17 @@ pub trait Publisher: Send + Sync + 'static {
     fn health(&self) -> Health;
     /// This publisher's own metrics, appended to `out`.
     fn metrics(&self, out: &mut Vec<Metric>);
+}
+
+/// A create's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// The post as it was created (for a replay: as the first request got
+    /// it, whatever happened to it since).
+    pub stored: Stored,
+    /// Whether this is a retry of a create recorded earlier with the same
+    /// idempotency key: nothing was stored or broadcast.
+    pub replayed: bool,
 }
 
 /// What an edit or a delete requires of the post (`If-Match`): it must be
@@ -113,6 +132,10 @@ pub enum PublishError {
     /// No such post, or it is deleted.
     #[error("no such post")]
     NotFound,
+    /// The idempotency key was recorded with another request (another
+    /// body or route).
+    #[error("the idempotency key was used with another request")]
+    KeyReused,
     /// `If-Match` names another seq than the post's latest.
     #[error("the post's latest change is {current}")]
     Precondition {

@@ -16,9 +16,12 @@
 use super::access::{Access, Denied, Grant};
 use super::admission::{Admission, Ticket};
 use super::change::{Change, Stored};
+use super::idempotency::{BadKey, Idempotency, Keyed};
 use super::name::{BadFeed, FeedName};
 use super::post::{Invalid, NewPost, Patch};
-use super::publish::{Expect, Found, Health, Page, Posts, PublishError, Publisher, StorageError};
+use super::publish::{
+    Created, Expect, Found, Health, Page, Posts, PublishError, Publisher, StorageError,
+};
 use livefeed_actors::{Broadcast, Histogram, Hub, Link, Subscribers};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,6 +39,9 @@ pub enum FeedError {
     /// A feed name, or a subscription, is not valid.
     #[error(transparent)]
     BadFeed(#[from] BadFeed),
+    /// An idempotency key is not valid.
+    #[error(transparent)]
+    BadKey(#[from] BadKey),
     /// The caller may not do this: no credential, or one that does not
     /// cover the feed.
     #[error(transparent)]
@@ -74,6 +80,8 @@ pub struct Feed {
     publisher: Arc<dyn Publisher>,
     posts: Arc<dyn Posts>,
     access: Access,
+    /// How long a create's idempotency key is remembered.
+    idempotency_ttl: Duration,
     pub(super) link: Link,
     pub(super) admission: Admission,
     pub(super) counts: Counts,
@@ -83,6 +91,8 @@ pub struct Feed {
 #[derive(Debug, Default)]
 pub(super) struct Counts {
     pub(super) created: AtomicU64,
+    /// Keyed creates answered from their record (nothing stored).
+    pub(super) replayed: AtomicU64,
     pub(super) updated: AtomicU64,
     pub(super) deleted: AtomicU64,
     pub(super) rejected: AtomicU64,
@@ -100,18 +110,21 @@ impl std::fmt::Debug for Feed {
 
 impl Feed {
     /// The feed over a publisher, this node's posts and its hub
-    /// (`link`), admitting at most `max_connections` push clients.
+    /// (`link`), admitting at most `max_connections` push clients and
+    /// remembering idempotency keys for `idempotency_ttl`.
     pub fn new(
         publisher: Arc<dyn Publisher>,
         posts: Arc<dyn Posts>,
         access: Access,
         link: Link,
         max_connections: usize,
+        idempotency_ttl: Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
             publisher,
             posts,
             access,
+            idempotency_ttl,
             link,
             admission: Admission::new(max_connections),
             counts: Counts::default(),
@@ -126,19 +139,43 @@ impl Feed {
     /// Creates a post of `feed` from a request `body`. `Ok` means the post
     /// is durable; it reaches every push client of the feed through the
     /// store's commit hook.
+    ///
+    /// With `keyed`, a retry is safe: the first create with the key (in
+    /// the sender's scope) records it with the post; a later one with the
+    /// same route and the same JSON value stores and broadcasts nothing
+    /// and answers the post as the first got it (`replayed`), one with
+    /// another route or body is refused ([`PublishError::KeyReused`]). A
+    /// body that is not a valid post is refused as always and records
+    /// nothing.
     pub async fn create(
         &self,
         grant: &Grant,
         feed: FeedName,
         body: &[u8],
-    ) -> Result<Stored, FeedError> {
+        keyed: Option<&Keyed>,
+    ) -> Result<Created, FeedError> {
         let result = async {
             self.access.may_publish(grant, &feed)?;
             let post = NewPost::from_json(feed, body)?;
-            Ok(self.publisher.create(post).await?)
+            let once = match keyed {
+                Some(keyed) => {
+                    // It parsed as a post just above.
+                    let value = serde_json::from_slice(body)
+                        .map_err(|e| Invalid::Malformed(format!("the body is not JSON: {e}")))?;
+                    Some(Idempotency::new(grant, keyed, &value, self.idempotency_ttl))
+                }
+                None => None,
+            };
+            Ok(self.publisher.create(post, once.as_ref()).await?)
         }
         .await;
-        self.count(&self.counts.created, result)
+        match &result {
+            Ok(Created { replayed: true, .. }) => &self.counts.replayed,
+            Ok(_) => &self.counts.created,
+            Err(_) => &self.counts.rejected,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        result
     }
 
     /// Edits post `id` with the fields of `body`, if `expect` allows its

@@ -119,6 +119,7 @@ impl From<FeedError> for ApiError {
                 ..Self::new(StatusCode::UnprocessableEntity, "invalid_field", message)
             },
             FeedError::BadFeed(bad) => Self::bad_request("invalid_feed", bad.0),
+            FeedError::BadKey(bad) => Self::bad_request("invalid_idempotency_key", bad.0),
             FeedError::Denied(Denied::Unauthorized(why)) => Self::new(
                 StatusCode::Unauthorized,
                 "unauthorized",
@@ -149,6 +150,14 @@ impl From<FeedError> for ApiError {
 fn publish_error(e: PublishError) -> ApiError {
     let (code, message) = match &e {
         PublishError::NotFound => return ApiError::not_found("no such post"),
+        PublishError::KeyReused => {
+            return ApiError::new(
+                StatusCode::UnprocessableEntity,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with another request (another body, or another \
+                 route or feed); send a new key for a new post",
+            )
+        }
         PublishError::Precondition { current } => {
             return ApiError::new(
                 StatusCode::PreconditionFailed,

@@ -3,10 +3,13 @@
 //! and `DELETE /posts/{id}` (a post of any feed the caller may read).
 //!
 //! A post's `ETag` is `"<seq>"`, the seq of its latest change; `PATCH` and
-//! `DELETE` honour `If-Match` with it (or `*`).
+//! `DELETE` honour `If-Match` with it (or `*`). The create routes take an
+//! `Idempotency-Key` ([`crate::feed::idempotency`]): a retry with it is
+//! answered exactly as the first request was.
 
 use super::{for_subject, handler, json_response, read_body, require_json, ApiError, Server};
 use crate::feed::access::{bearer, Grant};
+use crate::feed::idempotency::{BadKey, Key, Keyed};
 use crate::feed::publish::Expect;
 use crate::feed::{Feed, FeedName, Stored};
 use std::sync::Arc;
@@ -48,6 +51,28 @@ fn route_feed(req: &Request<()>) -> Result<FeedName, ApiError> {
     }
 }
 
+/// The request header carrying a create's idempotency key.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// The create's `Idempotency-Key`, if it sent one, with the route it came
+/// on (`/posts`, or `/feeds/{feed}/posts` with its feed).
+fn keyed(req: &Request<()>, target: &FeedName) -> Result<Option<Keyed>, ApiError> {
+    let Some(values) = req.header(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let mut values = values.iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        let twice = BadKey("send one Idempotency-Key, not several".into());
+        return Err(crate::feed::FeedError::from(twice).into());
+    };
+    let key = Key::parse(value.as_str()).map_err(crate::feed::FeedError::from)?;
+    let route = match req.param("feed") {
+        Ok(_) => format!("/feeds/{target}/posts"),
+        Err(_) => "/posts".to_owned(),
+    };
+    Ok(Some(Keyed { key, route }))
+}
+
 /// A JSON body of at most [`MAX_BODY`](super::MAX_BODY) bytes; a refusal
 /// is counted as a rejected write.
 async fn json_body(feed: &Feed, req: &mut Request<()>) -> Result<Vec<u8>, ApiError> {
@@ -79,11 +104,16 @@ async fn create(feed: Arc<Feed>, mut req: Request<()>) -> Response {
         // The credential first: a client that may not write here learns
         // that before anything about its body.
         feed.may_publish(&grant, &target)?;
+        let keyed = keyed(&req, &target).inspect_err(|_| feed.reject())?;
         let body = json_body(&feed, &mut req).await?;
-        let stored = feed.create(&grant, target, &body).await?;
+        // A replay is answered as the create it repeats was.
+        let created = feed.create(&grant, target, &body, keyed.as_ref()).await?;
+        if !created.replayed {
+            feed.created_in(started.elapsed());
+        }
+        let stored = created.stored;
         let mut res = post_response(StatusCode::Created, &stored);
         res.insert_header(headers::LOCATION, format!("/posts/{}", stored.post.id));
-        feed.created_in(started.elapsed());
         Ok::<_, ApiError>(res)
     };
     let res = checked.await.unwrap_or_else(ApiError::into_response);

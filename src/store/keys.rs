@@ -9,11 +9,15 @@
 //! | `F` feed `\0` id | | the live posts of a feed (listing) |
 //! | `S` feed `\0` seq | id | the latest change of each post of a feed |
 //! | `N` feed | count | live posts of a feed |
+//! | `K` identity | expiry, fingerprint, seq, post JSON | an idempotency key's record: the post as its create answered it |
+//! | `E` expiry identity | | the records by expiry (the sweep) |
 //!
 //! Numbers are big-endian `u64`, so key order is numeric order. Feed names
 //! never contain `\0`. A post's `C` and `S` entries move to the seq of its
 //! every change, so each index holds exactly one entry per post, live or
-//! deleted, and a replay reads each post once.
+//! deleted, and a replay reads each post once. An identity is the 32-byte
+//! digest of a key in its scope, a fingerprint that of the request;
+//! expiries are milliseconds since the Unix epoch.
 
 use std::str;
 
@@ -23,6 +27,11 @@ pub(super) const CHANGE: u8 = b'C';
 pub(super) const FEED_POST: u8 = b'F';
 pub(super) const FEED_CHANGE: u8 = b'S';
 pub(super) const FEED_COUNT: u8 = b'N';
+pub(super) const IDEMPOTENCY: u8 = b'K';
+pub(super) const KEY_EXPIRY: u8 = b'E';
+
+/// A key record's digests.
+pub(super) type Digest = [u8; 32];
 
 /// `prefix` + `n`.
 pub(super) fn key(prefix: u8, n: u64) -> [u8; 9] {
@@ -102,6 +111,67 @@ pub(super) fn parse_value(bytes: &[u8]) -> Option<Value<'_>> {
     })
 }
 
+/// `K` + `identity`.
+pub(super) fn idempotency_key(identity: &Digest) -> Vec<u8> {
+    let mut key = Vec::with_capacity(33);
+    key.push(IDEMPOTENCY);
+    key.extend_from_slice(identity);
+    key
+}
+
+/// `E` + `expires` + `identity`.
+pub(super) fn expiry_key(expires: u64, identity: &Digest) -> Vec<u8> {
+    let mut key = Vec::with_capacity(41);
+    key.extend_from_slice(&self::key(KEY_EXPIRY, expires));
+    key.extend_from_slice(identity);
+    key
+}
+
+/// An idempotency key's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct KeyRecord {
+    /// When it expires (ms since the epoch).
+    pub(super) expires: u64,
+    /// The request it was recorded with.
+    pub(super) fingerprint: Digest,
+    /// The post's create (its id).
+    pub(super) seq: u64,
+    /// The post's JSON as the create answered it.
+    pub(super) json: String,
+}
+
+impl KeyRecord {
+    /// The value stored under `K`.
+    pub(super) fn value(&self) -> Vec<u8> {
+        let mut value = Vec::with_capacity(48 + self.json.len());
+        value.extend_from_slice(&self.expires.to_be_bytes());
+        value.extend_from_slice(&self.fingerprint);
+        value.extend_from_slice(&self.seq.to_be_bytes());
+        value.extend_from_slice(self.json.as_bytes());
+        value
+    }
+
+    /// Reads a value stored under `K`; `None` if it is not one.
+    pub(super) fn parse(bytes: &[u8]) -> Option<Self> {
+        let expires = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+        let fingerprint = bytes.get(8..40)?.try_into().ok()?;
+        let seq = u64::from_be_bytes(bytes.get(40..48)?.try_into().ok()?);
+        let json = str::from_utf8(&bytes[48..]).ok()?.to_owned();
+        Some(Self {
+            expires,
+            fingerprint,
+            seq,
+            json,
+        })
+    }
+}
+
+/// The identity an `E` key ends with, and its expiry.
+pub(super) fn parse_expiry_key(key: &[u8]) -> Option<(u64, Digest)> {
+    let expires = u64::from_be_bytes(key.get(1..9)?.try_into().ok()?);
+    Some((expires, key.get(9..41)?.try_into().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +193,18 @@ mod tests {
         );
         assert_eq!(parse_value(&tombstone_value(6, "x")).unwrap().rest, b"");
         assert_eq!(parse_value(b"short"), None);
+        let record = KeyRecord {
+            expires: 77,
+            fingerprint: [9; 32],
+            seq: 5,
+            json: r#"{"id":5}"#.into(),
+        };
+        assert_eq!(KeyRecord::parse(&record.value()), Some(record));
+        assert_eq!(KeyRecord::parse(b"short"), None);
+        assert!(expiry_key(2, &[0xff; 32]) < expiry_key(3, &[0; 32]));
+        assert_eq!(
+            parse_expiry_key(&expiry_key(3, &[7; 32])),
+            Some((3, [7; 32]))
+        );
     }
 }

@@ -14,10 +14,12 @@ mod keys;
 mod writer;
 
 use crate::feed::change::{Change, Logged, Stored};
+use crate::feed::idempotency::Idempotency;
 use crate::feed::name::{FeedName, DEFAULT_FEED};
 use crate::feed::post::{NewPost, Patch, Post};
 use crate::feed::publish::{
-    Expect, FeedStat, Found, Health, Metric, Page, Posts, PublishError, Publisher, StorageError,
+    Created, Expect, FeedStat, Found, Health, Metric, Page, Posts, PublishError, Publisher,
+    StorageError,
 };
 use crate::feed::wire;
 use async_trait::async_trait;
@@ -25,6 +27,7 @@ use futures::channel::oneshot;
 use keys::Value;
 use livefeed_actors::{replayed, Delivery, Head, History, Span};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -63,6 +66,9 @@ pub enum StoreError {
     /// A stored value is not what this version writes.
     #[error("the stored record of post {0} is unreadable")]
     Corrupt(u64),
+    /// A stored idempotency key record is not what this version writes.
+    #[error("a stored idempotency key record is unreadable")]
+    CorruptKey,
     /// The store is shutting down.
     #[error("the store is closed")]
     Closed,
@@ -75,6 +81,8 @@ pub struct Store {
     writer: async_channel::Sender<WriteRequest>,
     thread: Mutex<Option<JoinHandle<()>>>,
     hook: Arc<Hook>,
+    /// Expired idempotency records the writer deleted.
+    keys_expired: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -111,12 +119,14 @@ impl Store {
             .map_err(|e| log::warn!("cannot open {SLED_DATA_FILE} for fdatasync: {e}"))
             .ok();
         let hook = Arc::new(Hook::new());
+        let keys_expired = Arc::new(AtomicU64::new(0));
         let writer = Writer {
             db: db.clone(),
             tree: tree.clone(),
             next_seq,
             data_file,
             hook: hook.clone(),
+            keys_expired: keys_expired.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("livefeed-store-writer".into())
@@ -128,6 +138,7 @@ impl Store {
             writer: tx,
             thread: Mutex::new(Some(thread)),
             hook,
+            keys_expired,
         }))
     }
 
@@ -421,6 +432,9 @@ fn publish_error(e: Result<Refusal, StoreError>) -> PublishError {
     match e {
         Ok(Refusal::NotFound) => PublishError::NotFound,
         Ok(Refusal::Precondition(current)) => PublishError::Precondition { current },
+        Ok(Refusal::KeyReused) => PublishError::KeyReused,
+        // Answered as a success by `create`, the only request that gets it.
+        Ok(Refusal::Replay(_)) => PublishError::Closed,
         Err(StoreError::Closed) => PublishError::Closed,
         Err(e) => PublishError::Storage(e.to_string()),
     }
@@ -428,12 +442,26 @@ fn publish_error(e: Result<Refusal, StoreError>) -> PublishError {
 
 #[async_trait]
 impl Publisher for Store {
-    async fn create(&self, post: NewPost) -> Result<Stored, PublishError> {
-        let change = self
-            .write(|reply| WriteRequest::Create { post, reply })
-            .await
-            .map_err(publish_error)?;
-        change.stored().cloned().ok_or(PublishError::Closed)
+    async fn create(
+        &self,
+        post: NewPost,
+        once: Option<&Idempotency>,
+    ) -> Result<Created, PublishError> {
+        let once = once.cloned();
+        let written = self
+            .write(|reply| WriteRequest::Create { post, once, reply })
+            .await;
+        match written {
+            Ok(change) => Ok(Created {
+                stored: change.stored().cloned().ok_or(PublishError::Closed)?,
+                replayed: false,
+            }),
+            Err(Ok(Refusal::Replay(stored))) => Ok(Created {
+                stored: *stored,
+                replayed: true,
+            }),
+            Err(e) => Err(publish_error(e)),
+        }
     }
 
     async fn update(&self, id: u64, patch: Patch, expect: Expect) -> Result<Stored, PublishError> {
@@ -464,7 +492,13 @@ impl Publisher for Store {
         }
     }
 
-    fn metrics(&self, _out: &mut Vec<Metric>) {}
+    fn metrics(&self, out: &mut Vec<Metric>) {
+        out.push(Metric::counter(
+            "livefeed_idempotency_keys_expired_total",
+            "Idempotency-Key records deleted after their TTL (a single node; Redis expires a cluster's).",
+            self.keys_expired.load(Ordering::Relaxed),
+        ));
+    }
 }
 
 impl Posts for Store {
@@ -509,6 +543,13 @@ mod tests {
         }
     }
 
+    impl Store {
+        /// A create without an idempotency key: its post.
+        async fn create_post(&self, post: NewPost) -> Result<Stored, PublishError> {
+            Ok(self.create(post, None).await?.stored)
+        }
+    }
+
     fn titled(title: &str) -> Patch {
         Patch {
             title: Some(title.into()),
@@ -521,14 +562,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            let a = store.create(new_post("a")).await.unwrap();
-            let b = store.create(new_post("b")).await.unwrap();
+            let a = store.create_post(new_post("a")).await.unwrap();
+            let b = store.create_post(new_post("b")).await.unwrap();
             assert_eq!((a.post.id, b.post.id), (1, 2));
             store.close().unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.head().unwrap().post_id, Some(2));
-        assert_eq!(store.create(new_post("c")).await.unwrap().post.id, 3);
+        assert_eq!(store.create_post(new_post("c")).await.unwrap().post.id, 3);
         let page = Store::page(&store, DEFAULT_FEED, None, 2).unwrap();
         assert_eq!(page.posts.len(), 2);
         assert_eq!(page.next, Some(2));
@@ -555,7 +596,7 @@ mod tests {
                 let store = store.clone();
                 async_std::task::spawn(async move {
                     store
-                        .create(new_post(&i.to_string()))
+                        .create_post(new_post(&i.to_string()))
                         .await
                         .unwrap()
                         .post
@@ -584,7 +625,10 @@ mod tests {
             store.post(3).unwrap().unwrap().json,
             stored[0].json.as_bytes()
         );
-        assert_eq!(store.create(new_post("next")).await.unwrap().post.id, 8);
+        assert_eq!(
+            store.create_post(new_post("next")).await.unwrap().post.id,
+            8
+        );
         store.close().unwrap();
     }
 
@@ -592,8 +636,8 @@ mod tests {
     async fn edits_and_deletes_take_seqs_and_check_the_current_state() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let a = store.create(new_post("a")).await.unwrap();
-        let b = store.create(new_post("b")).await.unwrap();
+        let a = store.create_post(new_post("a")).await.unwrap();
+        let b = store.create_post(new_post("b")).await.unwrap();
         let edited = store
             .update(a.post.id, titled("A"), Expect::Live)
             .await
@@ -662,7 +706,7 @@ mod tests {
         // All of it survives a restart.
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.head().unwrap().seq, Some(4));
-        assert_eq!(store.create(new_post("c")).await.unwrap().post.id, 5);
+        assert_eq!(store.create_post(new_post("c")).await.unwrap().post.id, 5);
         store.close().unwrap();
     }
 
@@ -670,7 +714,7 @@ mod tests {
     async fn one_round_checks_its_requests_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let a = store.create(new_post("a")).await.unwrap();
+        let a = store.create_post(new_post("a")).await.unwrap();
         // Queued together: the edit sees the create's seq, the delete the
         // edit's, the second delete finds nothing.
         let (e, d1, d2) = futures::join!(
@@ -699,7 +743,7 @@ mod tests {
             ("c", "c1"),
             ("b", "b2"),
         ] {
-            store.create(in_feed(feed, title)).await.unwrap();
+            store.create_post(in_feed(feed, title)).await.unwrap();
         }
         store.update(2, titled("B1"), Expect::Live).await.unwrap(); // 6
         store.delete(1, Expect::Live).await.unwrap(); // 7
@@ -757,6 +801,86 @@ mod tests {
             .collect();
         use livefeed_actors::Kind;
         assert_eq!(got, vec![(3, Kind::Created), (7, Kind::Deleted)]);
+        store.close().unwrap();
+    }
+
+    fn once(key: &str, body: &str, ttl: Duration) -> Idempotency {
+        use crate::feed::idempotency::{Key, Keyed};
+        let keyed = Keyed {
+            key: Key::parse(key).unwrap(),
+            route: "/posts".into(),
+        };
+        let body = serde_json::from_str(body).unwrap();
+        Idempotency::new(&crate::feed::access::Grant::Anonymous, &keyed, &body, ttl)
+    }
+
+    /// The idempotency records in the tree: `K` and `E` entries.
+    fn key_entries(store: &Store) -> (usize, usize) {
+        let count = |prefix| store.tree.scan_prefix([prefix]).count();
+        (count(keys::IDEMPOTENCY), count(keys::KEY_EXPIRY))
+    }
+
+    #[async_std::test]
+    async fn a_keyed_create_is_stored_once_and_its_answer_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = Duration::from_secs(86_400);
+        let first = once("k", r#"{"title":"a","content":"c"}"#, day);
+        let other = once("k", r#"{"title":"b","content":"c"}"#, day);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            // Three at once with one key (one round, or rounds in a row):
+            // one post, the others its replays; another body is refused.
+            let (a, b, c) = futures::join!(
+                store.create(new_post("a"), Some(&first)),
+                store.create(new_post("a"), Some(&first)),
+                store.create(new_post("b"), Some(&other)),
+            );
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert_eq!(a.stored, b.stored);
+            assert_eq!([a.replayed, b.replayed], [false, true]);
+            assert!(matches!(c, Err(PublishError::KeyReused)), "{c:?}");
+            assert_eq!(store.head().unwrap().seq, Some(1));
+            // An edit does not change what a replay answers.
+            store.update(1, titled("A"), Expect::Live).await.unwrap();
+            store.close().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let again = store.create(new_post("a"), Some(&first)).await.unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.stored.post.title, "a");
+        assert_eq!((again.stored.seq, again.stored.post.updated_at), (1, None));
+        assert_eq!(store.head().unwrap().seq, Some(2));
+        assert_eq!(key_entries(&store), (1, 1));
+        store.close().unwrap();
+    }
+
+    #[async_std::test]
+    async fn expired_keys_are_forgotten_and_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // Expired as soon as its round is over.
+        let gone = once("k", r#"{"title":"a","content":"c"}"#, Duration::ZERO);
+        let made = store.create(new_post("a"), Some(&gone)).await.unwrap();
+        assert_eq!(key_entries(&store), (1, 1));
+        // The key is free again: a new post, a new record in place of the
+        // old one (whose expiry entry goes with it).
+        let fresh = store.create(new_post("a"), Some(&gone)).await.unwrap();
+        assert!(!fresh.replayed);
+        assert_ne!(fresh.stored.post.id, made.stored.post.id);
+        assert_eq!(key_entries(&store), (1, 1));
+        // The next round (any write) deletes the expired record.
+        store.create_post(new_post("x")).await.unwrap();
+        assert_eq!(key_entries(&store), (0, 0));
+        assert_eq!(store.keys_expired.load(Ordering::Relaxed), 1);
+        // A live key is kept by the sweep.
+        let kept = once(
+            "k2",
+            r#"{"title":"a","content":"c"}"#,
+            Duration::from_secs(60),
+        );
+        store.create(new_post("a"), Some(&kept)).await.unwrap();
+        store.create_post(new_post("y")).await.unwrap();
+        assert_eq!(key_entries(&store), (1, 1));
         store.close().unwrap();
     }
 

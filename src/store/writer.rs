@@ -8,18 +8,31 @@
 //! sled #1308). Within a round, each request sees the effect of the ones
 //! before it, so an edit and a delete of one post in the same round are
 //! checked in order.
+//!
+//! A create with an idempotency key looks the key up first (in the round,
+//! then in the tree): a live record answers the create without storing
+//! anything; otherwise the record goes into the same batch as the post,
+//! so one flush makes both durable or neither. Each round also deletes
+//! expired records, a bounded number of them.
 
-use super::keys::{self, Value};
+use super::keys::{self, Digest, KeyRecord, Value};
 use super::{Hook, StoreError};
 use crate::feed::change::{Change, Logged, Stored};
+use crate::feed::idempotency::Idempotency;
 use crate::feed::post::{timestamp, NewPost, Patch, Post};
 use crate::feed::publish::Expect;
 use futures::channel::oneshot;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Most requests one flush commits; more wait for the next round.
 pub(super) const MAX_BATCH: usize = 1024;
+/// Fewest expired idempotency records a round deletes (when there are
+/// that many); a round deletes up to twice its own requests if that is
+/// more, so records expire faster than they are made.
+pub(super) const SWEEP_MIN: usize = 256;
 
 /// Why an edit or a delete was refused; nothing changed.
 #[derive(Debug)]
@@ -28,6 +41,11 @@ pub(super) enum Refusal {
     NotFound,
     /// `If-Match` did not match: the post's latest seq.
     Precondition(u64),
+    /// The create's idempotency key has a live record of the same request:
+    /// the post as that create answered it.
+    Replay(Box<Stored>),
+    /// The create's idempotency key has a live record of another request.
+    KeyReused,
 }
 
 /// What a write request is answered with.
@@ -36,9 +54,11 @@ pub(super) type Outcome = Result<Change, Result<Refusal, StoreError>>;
 /// What the writer thread is asked to do; each request is answered after
 /// the flush that made it durable.
 pub(super) enum WriteRequest {
-    /// A new post: the writer assigns its id.
+    /// A new post: the writer assigns its id. With `once`, only if the key
+    /// has no live record; the record is written with the post.
     Create {
         post: NewPost,
+        once: Option<Idempotency>,
         reply: oneshot::Sender<Outcome>,
     },
     /// An edit of post `id`.
@@ -74,6 +94,8 @@ pub(super) struct Writer {
     /// Told of every committed change, in seq order, before anyone is
     /// answered.
     pub(super) hook: Arc<Hook>,
+    /// Expired idempotency records deleted so far.
+    pub(super) keys_expired: Arc<AtomicU64>,
 }
 
 /// A live post as a round sees it.
@@ -81,6 +103,14 @@ pub(super) struct Writer {
 struct Live {
     feed: String,
     stored: Stored,
+}
+
+/// What an idempotency key holds when a create looks it up.
+enum Lookup {
+    /// A live record: the create is answered with this.
+    Refused(Refusal),
+    /// No live record (the expired one, if any, is to be replaced).
+    Absent(Option<KeyRecord>),
 }
 
 /// One round's writes, and the state they leave, for the requests after.
@@ -91,16 +121,108 @@ struct Round<'a> {
     touched: HashMap<u64, Option<Live>>,
     /// Live posts gained (or lost) per feed.
     counts: HashMap<String, i64>,
+    /// Idempotency records this round wrote.
+    keys: HashMap<Digest, KeyRecord>,
+    /// The round's time, for idempotency records (ms since the epoch).
+    now_ms: u64,
 }
 
 impl<'a> Round<'a> {
     fn new(tree: &'a sled::Tree) -> Self {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         Self {
             tree,
             writes: sled::Batch::default(),
             touched: HashMap::new(),
             counts: HashMap::new(),
+            keys: HashMap::new(),
+            now_ms,
         }
+    }
+
+    /// The record of `identity` as the round stands, live or expired.
+    fn key_record(&self, identity: &Digest) -> Result<Option<KeyRecord>, StoreError> {
+        if let Some(record) = self.keys.get(identity) {
+            return Ok(Some(record.clone()));
+        }
+        let Some(bytes) = self.tree.get(keys::idempotency_key(identity))? else {
+            return Ok(None);
+        };
+        let record = KeyRecord::parse(&bytes).ok_or(StoreError::CorruptKey)?;
+        Ok(Some(record))
+    }
+
+    /// What the key of a create with `once` holds: a live record of the
+    /// same request (replay it), of another one (refuse it), or none, maybe
+    /// in place of an expired record.
+    fn lookup(&self, once: &Idempotency) -> Result<Lookup, StoreError> {
+        let record = match self.key_record(&once.identity)? {
+            Some(record) if record.expires > self.now_ms => record,
+            expired => return Ok(Lookup::Absent(expired)),
+        };
+        if record.fingerprint != once.fingerprint {
+            return Ok(Lookup::Refused(Refusal::KeyReused));
+        }
+        let corrupt = || StoreError::Corrupt(record.seq);
+        let post: Post = serde_json::from_str(&record.json).map_err(|_| corrupt())?;
+        Ok(Lookup::Refused(Refusal::Replay(Box::new(Stored {
+            post,
+            seq: record.seq,
+            json: record.json.into(),
+        }))))
+    }
+
+    /// Writes the record of `once` for the created `stored`, in place of
+    /// the `expired` one.
+    fn record_key(&mut self, once: &Idempotency, expired: Option<KeyRecord>, stored: &Stored) {
+        if let Some(old) = expired {
+            self.writes
+                .remove(keys::expiry_key(old.expires, &once.identity));
+        }
+        let ttl = u64::try_from(once.ttl.as_millis()).unwrap_or(u64::MAX);
+        let record = KeyRecord {
+            expires: self.now_ms.saturating_add(ttl),
+            fingerprint: once.fingerprint,
+            seq: stored.seq,
+            json: stored.json.to_string(),
+        };
+        self.writes
+            .insert(keys::idempotency_key(&once.identity), record.value());
+        self.writes
+            .insert(keys::expiry_key(record.expires, &once.identity), &[]);
+        self.keys.insert(once.identity, record);
+    }
+
+    /// Deletes up to `limit` records expired by now (not those this round
+    /// wrote); how many.
+    fn sweep(&mut self, limit: usize) -> Result<u64, StoreError> {
+        let start = keys::key(keys::KEY_EXPIRY, 0).to_vec();
+        let end = keys::expiry_key(self.now_ms, &[0xff; 32]);
+        let mut deleted = 0;
+        for entry in self.tree.range(start..=end).take(limit) {
+            let (key, _) = entry?;
+            let Some((expires, identity)) = keys::parse_expiry_key(&key) else {
+                continue;
+            };
+            if self.keys.contains_key(&identity) {
+                continue;
+            }
+            self.writes.remove(&*key);
+            // The record is deleted with the last index entry that names
+            // its expiry.
+            let record = self.tree.get(keys::idempotency_key(&identity))?;
+            if record
+                .and_then(|bytes| KeyRecord::parse(&bytes))
+                .map(|r| r.expires)
+                == Some(expires)
+            {
+                self.writes.remove(keys::idempotency_key(&identity));
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
     }
 
     /// Post `id` as the round stands, if it is live.
@@ -220,8 +342,13 @@ impl Writer {
                 .map(|()| first..committed.len());
             outcomes.push(outcome);
         }
+        let mut expired = 0;
         let result = round
-            .finish()
+            .sweep(SWEEP_MIN.max(2 * batch.len()))
+            .and_then(|n| {
+                expired = n;
+                round.finish()
+            })
             .and_then(|writes| Ok(tree.apply_batch(writes)?))
             .and_then(|()| Ok(self.db.flush().map(drop)?))
             .and_then(|()| match &self.data_file {
@@ -230,6 +357,7 @@ impl Writer {
             });
         match &result {
             Ok(()) => {
+                self.keys_expired.fetch_add(expired, Ordering::Relaxed);
                 if let Some(hook) = self.hook.get() {
                     hook(&committed);
                 }
@@ -285,10 +413,24 @@ impl Writer {
             Ok(())
         };
         match request {
-            WriteRequest::Create { post, .. } => {
+            WriteRequest::Create { post, once, .. } => {
+                let expired = match once {
+                    Some(once) => match round.lookup(once).map_err(Err)? {
+                        Lookup::Refused(refusal) => return Err(Ok(refusal)),
+                        Lookup::Absent(expired) => expired,
+                    },
+                    None => None,
+                };
                 let seq = self.take_seq();
                 let post = post.clone().into_post(seq, now.to_owned());
-                put(round, Change::Created(Stored::new(post, seq)))
+                let stored = Stored::new(post, seq);
+                put(round, Change::Created(stored.clone()))?;
+                // After the post: nothing past this point fails, so the
+                // record is written exactly when the post is.
+                if let Some(once) = once {
+                    round.record_key(once, expired, &stored);
+                }
+                Ok(())
             }
             WriteRequest::Update {
                 id, patch, expect, ..

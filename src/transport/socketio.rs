@@ -9,7 +9,8 @@
 //! point after which every post reaches the client.
 //!
 //! Events to the client: `newPost` and `postUpdated` (`{post, seq}`),
-//! `postDeleted` (`{id, seq}`). From the client, with acks: `createPost`,
+//! `postDeleted` (`{id, seq}`). From the client, with acks: `createPost`
+//! (`{feed?, idempotencyKey?, title, content, author?}`),
 //! `updatePost` (`{id, title?, content?, author?}`) and `deletePost`
 //! (`{id}`), answered `{post}`, `{post}` and `{id}`, or `{error}` exactly
 //! as the HTTP API's errors.
@@ -20,6 +21,7 @@
 //! sled (compacted), then goes live, with no gap and no duplicate.
 
 use crate::config::SocketIoOptions;
+use crate::feed::idempotency::{BadKey, Key, Keyed};
 use crate::feed::name::{self, BadFeed, FeedName};
 use crate::feed::publish::Expect;
 use crate::feed::wire::{self, Wire};
@@ -89,6 +91,8 @@ pub fn mount(
 
 /// The event a client emits to create a post (with an ack for the result).
 pub const CREATE_POST: &str = "createPost";
+/// The field of a `createPost` that carries its idempotency key.
+pub const IDEMPOTENCY_KEY: &str = "idempotencyKey";
 /// The event a client emits to edit a post.
 pub const UPDATE_POST: &str = "updatePost";
 /// The event a client emits to delete a post.
@@ -258,27 +262,48 @@ async fn write(
     let started = std::time::Instant::now();
     let grant = feed.grant(token);
     if event == CREATE_POST {
-        // `{feed?, title, content, author?}`: the post goes to `feed`, the
-        // default one when it is absent or null.
+        // `{feed?, idempotencyKey?, title, content, author?}`: the post goes
+        // to `feed`, the default one when it is absent or null; a key makes
+        // a retry safe, as `Idempotency-Key` does over HTTP (the route being
+        // `createPost <feed>`).
+        let mut key = None;
         let (target, body) = match serde_json::from_str::<Value>(body) {
-            Ok(Value::Object(mut fields)) => match fields.remove("feed") {
-                Some(Value::String(name)) => {
-                    let target = FeedName::parse(&name).map_err(FeedError::from)?;
-                    (target, Value::Object(fields).to_string())
-                }
-                Some(Value::Null) => (FeedName::main(), Value::Object(fields).to_string()),
-                Some(_) => {
-                    let bad = BadFeed("feed must be a feed name".into());
-                    return Err(FeedError::BadFeed(bad).into());
-                }
-                None => (FeedName::main(), body.to_owned()),
-            },
+            Ok(Value::Object(mut fields)) => {
+                key = fields.remove(IDEMPOTENCY_KEY);
+                let target = match fields.remove("feed") {
+                    Some(Value::String(name)) => FeedName::parse(&name).map_err(FeedError::from)?,
+                    Some(Value::Null) | None => FeedName::main(),
+                    Some(_) => {
+                        let bad = BadFeed("feed must be a feed name".into());
+                        return Err(FeedError::BadFeed(bad).into());
+                    }
+                };
+                (target, Value::Object(fields).to_string())
+            }
             _ => (FeedName::main(), body.to_owned()),
         };
         feed.may_publish(&grant, &target)?;
-        let stored = feed.create(&grant, target, body.as_bytes()).await?;
-        feed.created_in(started.elapsed());
-        return Ok(wire::post_ack(&stored.json));
+        let keyed = match key {
+            None | Some(Value::Null) => None,
+            Some(Value::String(key)) => Some(Keyed {
+                key: Key::parse(&key)
+                    .map_err(FeedError::from)
+                    .inspect_err(|_| feed.reject())?,
+                route: format!("{CREATE_POST} {target}"),
+            }),
+            Some(_) => {
+                feed.reject();
+                let bad = BadKey(format!("{IDEMPOTENCY_KEY} must be a string"));
+                return Err(FeedError::from(bad).into());
+            }
+        };
+        let created = feed
+            .create(&grant, target, body.as_bytes(), keyed.as_ref())
+            .await?;
+        if !created.replayed {
+            feed.created_in(started.elapsed());
+        }
+        return Ok(wire::post_ack(&created.stored.json));
     }
     // The credential first, as over HTTP (against the default feed, which
     // is all a client without one could write to); then `{id, ...fields}`:

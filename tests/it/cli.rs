@@ -9,7 +9,7 @@ use std::sync::mpsc;
 const BIN: &str = env!("CARGO_BIN_EXE_livefeed");
 
 /// Runs the binary to completion (off the async runtime's threads).
-async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(BIN);
     command
         .args(args)

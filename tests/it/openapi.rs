@@ -466,6 +466,30 @@ async fn real_responses_match_the_document() {
         c.check("get", path, &response);
     }
 
+    // Idempotency-Key on both create routes: a first create and its
+    // replay, the key reused with another body, a malformed key.
+    for (route, path, key) in [
+        ("/posts", "/posts", "oa-1"),
+        ("/feeds/{feed}/posts", "/feeds/team-a/posts", "oa-2"),
+    ] {
+        let keyed = |key: &'static str, body: &'static [u8]| {
+            Request::new("POST", path)
+                .header("Content-Type", JSON)
+                .header("Idempotency-Key", key)
+                .body(body)
+        };
+        for (request, status) in [
+            (keyed(key, br#"{"title":"t","content":"c"}"#), 201),
+            (keyed(key, br#"{"content":"c","title":"t"}"#), 201),
+            (keyed(key, br#"{"title":"t","content":"other"}"#), 422),
+            (keyed("", br#"{"title":"t","content":"c"}"#), 400),
+        ] {
+            let response = send(&server, request).await;
+            assert_eq!(response.status, status, "{path}: {}", response.text());
+            c.check("post", route, &response);
+        }
+    }
+
     // Refusals before routing, possible on every operation: an
     // unparseable header, a head of 8 KiB or more, HTTP/1.0.
     let paths = c.doc["paths"].as_object().unwrap();

@@ -8,14 +8,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
     log: mpsc::Receiver<String>,
 }
 
 /// Starts the binary on an ephemeral port and reads the address it logs.
-fn spawn(data_dir: &std::path::Path) -> Proc {
+pub(crate) fn spawn(data_dir: &std::path::Path) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_livefeed"))
         .args([
             "--addr",

@@ -40,6 +40,19 @@ pub enum Proto {
     Sio,
 }
 
+/// What orders a client's stream of changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderKey {
+    /// The server's change sequence number (`"seq"`, livefeed): every change
+    /// frame must carry one, and a frame without it is counted as
+    /// `missing_seq`, which fails the run.
+    Seq,
+    /// The post id (servers whose frames carry no seq: the Node baseline and
+    /// limit-server, which only create posts).
+    Id,
+}
+
 /// The marker that starts a benchmark post's content.
 pub const MARKER: &str = "lfb|";
 
@@ -166,8 +179,10 @@ pub struct ClientStats {
     pub foreign: u64,
     /// `--feeds` runs: the feed this client subscribed to.
     pub feed: Option<FeedOf>,
+    /// Change frames without the `seq` that [`OrderKey::Seq`] requires.
+    pub missing_seq: u64,
     /// Highest order key seen so far: the server's `seq` of a change, or the
-    /// post id for servers whose frames carry no seq (the Node baseline).
+    /// post id ([`OrderKey::Id`]: servers whose frames carry no seq).
     pub last_order: Option<u64>,
     pub end: End,
 }
@@ -228,9 +243,12 @@ pub fn is_post_deleted(text: &str) -> bool {
     text.contains("\"postDeleted\"")
 }
 
-/// The order key of a change frame: its server seq, else its post id.
-pub fn order_key(text: &str) -> Option<u64> {
-    parse_seq(text).or_else(|| parse_id(text))
+/// The order key of a change frame: its server seq, or its post id.
+pub fn order_key(text: &str, by: OrderKey) -> Option<u64> {
+    match by {
+        OrderKey::Seq => parse_seq(text),
+        OrderKey::Id => parse_id(text),
+    }
 }
 
 /// Identifies a change frame: (bench seq, send time µs). Creates and edits
@@ -375,6 +393,8 @@ pub struct ReadMode {
     pub healthy: bool,
     /// `--feeds` runs: the client's feed; posts of other feeds are foreign.
     pub feed: Option<FeedOf>,
+    /// What the stream must be ordered by.
+    pub order: OrderKey,
 }
 
 /// Handles one text frame. Returns a reply to send, if any.
@@ -402,14 +422,17 @@ fn on_text(
         st.duplicates += 1;
         return None;
     }
-    // Changes must arrive in ascending server seq (post id without one).
-    if let Some(key) = order_key(t) {
-        if let Some(last) = st.last_order {
-            if key <= last {
-                st.out_of_order += 1;
+    // Changes must arrive in ascending server seq (post id for servers without one).
+    match order_key(t, mode.order) {
+        Some(key) => {
+            if let Some(last) = st.last_order {
+                if key <= last {
+                    st.out_of_order += 1;
+                }
             }
+            st.last_order = Some(st.last_order.map_or(key, |l| l.max(key)));
         }
-        st.last_order = Some(st.last_order.map_or(key, |l| l.max(key)));
+        None => st.missing_seq += 1,
     }
     st.unique += 1;
     if mode.healthy {
@@ -487,6 +510,7 @@ pub async fn drain(
     want: u64,
     deadline: Duration,
     feed: Option<FeedOf>,
+    order: OrderKey,
 ) -> ClientStats {
     let mut st = ClientStats {
         feed,
@@ -495,6 +519,7 @@ pub async fn drain(
     let mode = ReadMode {
         healthy: false,
         feed,
+        order,
     };
     let until = Instant::now() + deadline;
     while st.unique < want {
@@ -561,13 +586,57 @@ mod tests {
         assert_eq!(parse_seq(upd), Some(12));
         assert_eq!(parse_id(upd), Some(3));
         assert_eq!(parse_marker(upd), Some((9, 77)));
-        assert_eq!(order_key(upd), Some(12));
+        assert_eq!(order_key(upd, OrderKey::Seq), Some(12));
+        assert_eq!(order_key(upd, OrderKey::Id), Some(3));
         let sio = r#"42["newPost",{"post":{"id":5,"content":"lfb|1|2|"},"seq":5},"5"]"#;
         assert_eq!(parse_seq(sio), Some(5));
         // The Node baseline's frames carry no seq: order by post id.
         let node = r#"42["newPost",{"post":{"id":8,"content":"lfb|1|2|"}}]"#;
         assert_eq!(parse_seq(node), None);
-        assert_eq!(order_key(node), Some(8));
+        assert_eq!(order_key(node, OrderKey::Id), Some(8));
+        assert_eq!(order_key(node, OrderKey::Seq), None);
+    }
+
+    #[test]
+    fn orders_limit_server_frames_by_post_id_and_livefeed_frames_only_by_seq() {
+        // limit-server's frames: no seq, no lastSeq in the welcome.
+        let welcome = r#"{"event":"welcome","data":{"connectionId":3,"lastPostId":0}}"#;
+        let post = |id: u64, seq: u64| {
+            format!(
+                r#"{{"event":"newPost","data":{{"post":{{"id":{id},"title":"t","content":"lfb|{seq}|10|x","author":"a","createdAt":"x"}}}}}}"#
+            )
+        };
+        let shared = Shared::new(0);
+        let by_id = ReadMode {
+            healthy: true,
+            feed: None,
+            order: OrderKey::Id,
+        };
+        let mut st = ClientStats::default();
+        assert_eq!(
+            on_text(welcome, Proto::Ws, &mut st, &shared, by_id, 20),
+            None
+        );
+        for (id, seq) in [(1, 0), (2, 1), (4, 2)] {
+            on_text(&post(id, seq), Proto::Ws, &mut st, &shared, by_id, 20);
+        }
+        assert_eq!((st.unique, st.out_of_order, st.missing_seq), (3, 0, 0));
+        assert_eq!(st.other_frames, 1);
+        // An older id after a newer one is out of order in id mode too.
+        on_text(&post(3, 3), Proto::Ws, &mut st, &shared, by_id, 20);
+        assert_eq!(st.out_of_order, 1);
+
+        // The same frames from a target ordered by seq: each is a missing seq,
+        // never silently ordered by id.
+        let by_seq = ReadMode {
+            order: OrderKey::Seq,
+            ..by_id
+        };
+        let mut st = ClientStats::default();
+        for (id, seq) in [(1, 0), (2, 1)] {
+            on_text(&post(id, seq), Proto::Ws, &mut st, &shared, by_seq, 20);
+        }
+        assert_eq!((st.unique, st.missing_seq, st.last_order), (2, 2, None));
     }
 
     #[test]
@@ -600,6 +669,7 @@ mod tests {
         let mode = ReadMode {
             healthy: true,
             feed: None,
+            order: OrderKey::Seq,
         };
         let mut st = ClientStats::default();
         let frames = [
@@ -645,6 +715,7 @@ mod tests {
         let mode = ReadMode {
             healthy: true,
             feed: Some(f),
+            order: OrderKey::Seq,
         };
         let mut st = ClientStats::default();
         let mine = r#"{"event":"newPost","data":{"post":{"id":4,"feed":"f3","content":"lfb|13|10|"},"seq":4}}"#;

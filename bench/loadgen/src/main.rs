@@ -16,7 +16,9 @@
 //! - `hist`: a lock-free latency histogram;
 //! - `proc`: server RSS / CPU from /proc, and raising our fd limit;
 //! - `scenario`: the scenarios, each producing one JSON object;
-//! - `report`: the markdown table and the `--quick` correctness check.
+//! - `report`: the markdown table and the `--quick` correctness check;
+//! - `targets`: issue 14's targets, ratios to limit-server (the floor);
+//! - `scale`: the `--scale` run's table and SVG chart.
 
 #![recursion_limit = "256"]
 
@@ -26,7 +28,9 @@ mod http;
 mod proc;
 mod publish;
 mod report;
+mod scale;
 mod scenario;
+mod targets;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -37,7 +41,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
-use client::Proto;
+use client::{OrderKey, Proto};
 use publish::{Mix, Pace};
 
 #[derive(Parser)]
@@ -147,6 +151,12 @@ struct FanoutArgs {
     /// only. Without it: the default feed, `POST /posts`.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     feeds: Option<u32>,
+    /// What orders each client's stream: `seq` (livefeed: every change frame
+    /// must carry the server's seq, a frame without one fails the run) or
+    /// `id` (post id: servers whose frames have no seq, such as the Node
+    /// baseline and limit-server).
+    #[arg(long, value_enum, default_value = "seq")]
+    order_by: OrderKey,
 }
 
 #[derive(Subcommand)]
@@ -165,10 +175,14 @@ enum Cmd {
         #[arg(long, default_value_t = 10.0)]
         duration_s: f64,
     },
-    /// Waits until GET /healthz answers 200 (exit 1 on timeout or if --pid dies).
+    /// Waits until GET /healthz answers 200, or --status (exit 1 on timeout or if --pid dies).
     WaitReady {
         #[arg(long)]
         addr: SocketAddr,
+        /// The status that shows the server is up: limit-server has no
+        /// /healthz, and its 404 shows it is serving HTTP.
+        #[arg(long, default_value_t = 200)]
+        status: u16,
         #[arg(long, default_value_t = 30.0)]
         timeout_s: f64,
         /// Fail at once if this process exits.
@@ -192,6 +206,22 @@ enum Cmd {
         /// Targets that must have run every scenario (comma separated).
         #[arg(long, value_delimiter = ',')]
         require: Vec<String>,
+    },
+    /// Renders the scale run (`scale-N` result lines) as a markdown table and
+    /// an SVG chart: p50/p99 latency, CPU per delivery and RSS per client
+    /// against N, one line per target.
+    Chart {
+        /// File of JSON result lines.
+        results: PathBuf,
+        /// Write the markdown table here.
+        #[arg(long)]
+        md: PathBuf,
+        /// Write the SVG chart here.
+        #[arg(long)]
+        svg: PathBuf,
+        /// A line under the chart's title (date, machine, command).
+        #[arg(long, default_value = "")]
+        subtitle: String,
     },
 }
 
@@ -291,7 +321,7 @@ fn human(v: &Value) -> String {
     )
 }
 
-async fn wait_ready(addr: SocketAddr, timeout: Duration, pid: Option<u32>) -> bool {
+async fn wait_ready(addr: SocketAddr, status: u16, timeout: Duration, pid: Option<u32>) -> bool {
     let until = Instant::now() + timeout;
     // Bounded by `until`.
     while Instant::now() < until {
@@ -303,7 +333,7 @@ async fn wait_ready(addr: SocketAddr, timeout: Duration, pid: Option<u32>) -> bo
         }
         let mut c = http::HttpConn::new(addr, Duration::from_secs(2));
         if let Ok(r) = c.get("/healthz").await {
-            if r.status == 200 {
+            if r.status == status {
                 return true;
             }
         }
@@ -364,6 +394,7 @@ async fn main() -> ExitCode {
                 drain_timeout: secs(a.drain_timeout_s),
                 slow_drain: secs(a.slow_drain_s),
                 feeds: a.feeds,
+                order: a.order_by,
             };
             let v = scenario::fanout(cfg).await;
             emit(&a.common, v)
@@ -391,13 +422,14 @@ async fn main() -> ExitCode {
         }
         Cmd::WaitReady {
             addr,
+            status,
             timeout_s,
             pid,
         } => {
-            if wait_ready(addr, secs(timeout_s), pid).await {
+            if wait_ready(addr, status, secs(timeout_s), pid).await {
                 ExitCode::SUCCESS
             } else {
-                eprintln!("{addr} did not answer GET /healthz with 200 within {timeout_s} s");
+                eprintln!("{addr} did not answer GET /healthz with {status} within {timeout_s} s");
                 ExitCode::FAILURE
             }
         }
@@ -440,6 +472,7 @@ async fn main() -> ExitCode {
                 }
             };
             print!("{}", report::render(&r));
+            print!("{}", targets::render(&r));
             if check {
                 let problems = report::check(&r, &require);
                 if !problems.is_empty() {
@@ -453,6 +486,37 @@ async fn main() -> ExitCode {
                     "correctness check passed: {} results, 0 lost, 0 duplicated, 0 out of order",
                     r.len()
                 );
+            }
+            ExitCode::SUCCESS
+        }
+        Cmd::Chart {
+            results,
+            md,
+            svg,
+            subtitle,
+        } => {
+            let points = match std::fs::read_to_string(&results)
+                .map_err(|e| e.to_string())
+                .and_then(|t| scale::load(&t))
+            {
+                Ok(p) if !p.is_empty() => p,
+                Ok(_) => {
+                    eprintln!("{}: no scale-N results", results.display());
+                    return ExitCode::from(2);
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", results.display());
+                    return ExitCode::from(2);
+                }
+            };
+            for (path, text) in [
+                (&md, scale::table(&points)),
+                (&svg, scale::chart(&points, &subtitle)),
+            ] {
+                if let Err(e) = std::fs::write(path, text) {
+                    eprintln!("cannot write {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
             }
             ExitCode::SUCCESS
         }

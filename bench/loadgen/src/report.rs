@@ -2,7 +2,9 @@
 //! and checks them for correctness.
 //!
 //! Each line is one scenario against one target:
-//! `{"target":"livefeed-ws"|"livefeed-sio"|"node","scenario":"idle1k",...}`.
+//! `{"target":"livefeed-ws"|"livefeed-sio"|"limit-server"|"node","scenario":"idle1k",...}`.
+//! limit-server is the floor: the ratio columns to it come first, then the
+//! ratios to node.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -10,20 +12,41 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 /// Targets in column order, with their column headings.
-const TARGETS: [(&str, &str); 3] = [
+const TARGETS: [(&str, &str); 4] = [
     ("livefeed-ws", "livefeed `/ws`"),
     ("livefeed-sio", "livefeed Socket.IO"),
-    ("node", "node Socket.IO"),
+    (FLOOR, "limit-server (floor)"),
+    (NODE, "node Socket.IO"),
 ];
+
+/// The reference fan-out server every livefeed column is divided by first.
+pub const FLOOR: &str = "limit-server";
+/// The Node + Socket.IO server livefeed replaces.
+pub const NODE: &str = "node";
 
 /// Scenarios only livefeed targets run (the Node baseline has no edits or
 /// deletes): `--check` requires them of every `livefeed*` target and of no
 /// other.
 const LIVEFEED_ONLY: [&str; 1] = ["mixed"];
 
-type Results = BTreeMap<(String, String), Value>;
+/// Scenarios limit-server cannot serve: it has no feeds (`/feeds/{feed}/posts`,
+/// `?feeds=`), no edits and no deletes.
+const FLOOR_CANNOT: [&str; 4] = ["mixed", "feeds1k", "onefeed", "feeds1k-posts"];
 
-fn get(v: &Value, path: &str) -> Option<f64> {
+/// Whether `target` can run `scenario` (what `--check` requires of it).
+pub fn serves(target: &str, scenario: &str) -> bool {
+    if target.starts_with("livefeed") {
+        true
+    } else if target == FLOOR {
+        !FLOOR_CANNOT.contains(&scenario)
+    } else {
+        !LIVEFEED_ONLY.contains(&scenario)
+    }
+}
+
+pub type Results = BTreeMap<(String, String), Value>;
+
+pub fn get(v: &Value, path: &str) -> Option<f64> {
     let mut cur = v;
     for p in path.split('.') {
         cur = cur.get(p)?;
@@ -31,7 +54,7 @@ fn get(v: &Value, path: &str) -> Option<f64> {
     cur.as_f64()
 }
 
-fn thousands(n: f64) -> String {
+pub fn thousands(n: f64) -> String {
     let s = format!("{:.0}", n);
     let (neg, digits) = s
         .strip_prefix('-')
@@ -50,7 +73,7 @@ fn thousands(n: f64) -> String {
     }
 }
 
-fn fmt_num(x: f64) -> String {
+pub fn fmt_num(x: f64) -> String {
     let a = x.abs();
     if a >= 10_000.0 || (x.fract() == 0.0 && a < 1e15) {
         thousands(x)
@@ -98,7 +121,7 @@ fn feeds_param(v: &Value) -> String {
     format!("N={} over {feeds} ({each} each)", param(v, "clients"))
 }
 
-fn field(r: &Results, target: &str, scenario: &str, path: &str) -> Option<f64> {
+pub fn field(r: &Results, target: &str, scenario: &str, path: &str) -> Option<f64> {
     let v = r.get(&(target.to_string(), scenario.to_string()))?;
     if v.get("error").is_some() {
         return None;
@@ -446,27 +469,31 @@ pub fn render(r: &Results) -> String {
     let livefeeds: Vec<(&str, &str)> = present
         .iter()
         .copied()
-        .filter(|(t, _)| *t != "node")
+        .filter(|(t, _)| t.starts_with("livefeed"))
         .collect();
-    let has_node = present.iter().any(|(t, _)| *t == "node");
+    // Ratio columns: to the floor first, then to node; each only when it ran.
+    let bases: Vec<(&str, &str)> = [(FLOOR, "floor"), (NODE, "node")]
+        .into_iter()
+        .filter(|(b, _)| present.iter().any(|(t, _)| t == b))
+        .collect();
     let mut md = String::new();
 
     let _ = write!(md, "| scenario |");
     for (_, h) in &present {
         let _ = write!(md, " {h} |");
     }
-    if has_node {
+    for (_, base) in &bases {
         for (t, _) in &livefeeds {
             let short = if *t == "livefeed-ws" {
                 "`/ws`"
             } else {
                 "Socket.IO"
             };
-            let _ = write!(md, " ratio livefeed {short} / node |");
+            let _ = write!(md, " livefeed {short} ÷ {base} |");
         }
     }
     md.push('\n');
-    let cols = 1 + present.len() + if has_node { livefeeds.len() } else { 0 };
+    let cols = 1 + present.len() + bases.len() * livefeeds.len();
     md.push('|');
     for i in 0..cols {
         md.push_str(if i == 0 { " --- |" } else { " ---: |" });
@@ -492,10 +519,10 @@ pub fn render(r: &Results) -> String {
             };
             let _ = write!(md, " {cell} |");
         }
-        if has_node {
-            let node = (row.value)(r, "node");
+        for (base, _) in &bases {
+            let b = (row.value)(r, base);
             for (t, _) in &livefeeds {
-                let ratio = match ((row.value)(r, t), node) {
+                let ratio = match ((row.value)(r, t), b) {
                     (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
                     _ => "—".into(),
                 };
@@ -505,7 +532,7 @@ pub fn render(r: &Results) -> String {
         md.push('\n');
     }
 
-    md.push_str("\nCorrectness (every healthy client must get every accepted change exactly once, in server seq order; post id order where frames carry no seq):\n\n");
+    md.push_str("\nCorrectness (every healthy client must get every accepted change exactly once, in server seq order for livefeed, where every change frame must carry its seq; in post id order for node and limit-server, whose frames carry none):\n\n");
     md.push_str(
         "| target | scenario | ok | clients | changes | lost | duplicated | out of order | connect failures | request failures | CPU-s server / loadgen / other processes / steal | notes |\n",
     );
@@ -571,6 +598,9 @@ pub fn render(r: &Results) -> String {
                 n("posts_per_feed.max"),
             ));
         }
+        if let Some(m) = get(v, "missing_seq").filter(|m| *m > 0.0) {
+            notes.push(format!("{} change frames without a seq", thousands(m)));
+        }
         let foreign = get(v, "foreign").unwrap_or(0.0) + get(v, "slow_foreign").unwrap_or(0.0);
         if foreign > 0.0 {
             notes.push(format!(
@@ -614,8 +644,8 @@ pub fn render(r: &Results) -> String {
 }
 
 /// Correctness check for `--quick`: every required target ran every scenario
-/// any target ran (livefeed targets also every [`LIVEFEED_ONLY`] one, other
-/// targets none of those), and every result present is ok. Returns the
+/// any target ran that it [`serves`] (livefeed targets also every
+/// [`LIVEFEED_ONLY`] one), and every result present is ok. Returns the
 /// problems found.
 pub fn check(r: &Results, required: &[String]) -> Vec<String> {
     let mut problems = Vec::new();
@@ -624,9 +654,8 @@ pub fn check(r: &Results, required: &[String]) -> Vec<String> {
         let mut want = ran.clone();
         if t.starts_with("livefeed") {
             want.extend(LIVEFEED_ONLY);
-        } else {
-            want.retain(|s| !LIVEFEED_ONLY.contains(s));
         }
+        want.retain(|s| serves(t, s));
         for s in want {
             if !r.contains_key(&(t.clone(), s.to_string())) {
                 problems.push(format!("{t}: scenario {s} has no result"));
@@ -636,10 +665,11 @@ pub fn check(r: &Results, required: &[String]) -> Vec<String> {
     for ((t, s), v) in r {
         if v.get("ok").and_then(Value::as_bool) != Some(true) {
             problems.push(format!(
-                "{t}: scenario {s} failed (lost {}, duplicated {}, out of order {}, of other feeds {}, connect failures {}, request failures {}{})",
+                "{t}: scenario {s} failed (lost {}, duplicated {}, out of order {}, without seq {}, of other feeds {}, connect failures {}, request failures {}{})",
                 get(v, "lost").unwrap_or(-1.0),
                 get(v, "duplicates").unwrap_or(-1.0),
                 get(v, "out_of_order").unwrap_or(-1.0),
+                get(v, "missing_seq").unwrap_or(0.0),
                 get(v, "foreign").unwrap_or(0.0) + get(v, "slow_foreign").unwrap_or(0.0),
                 get(v, "connect_failures").unwrap_or(-1.0),
                 get(v, "posts_failed").unwrap_or(-1.0),
@@ -679,6 +709,52 @@ mod tests {
             check(&load(&no_mixed).unwrap(), &req),
             vec!["livefeed-ws: scenario mixed has no result".to_string()]
         );
+    }
+
+    #[test]
+    fn floor_ratio_columns_come_before_node_ones() {
+        let row = |t: &str, p99: f64| {
+            format!(
+                r#"{{"target":"{t}","scenario":"fanout10k","ok":true,"clients":10000,"pace":{{"rate":10,"duration_s":20}},"latency":{{"p99_ms":{p99}}}}}"#
+            )
+        };
+        let text = [
+            row("livefeed-ws", 300.0),
+            row("livefeed-sio", 450.0),
+            row("limit-server", 200.0),
+            row("node", 3000.0),
+        ]
+        .join("\n");
+        let md = render(&load(&text).unwrap());
+        assert!(md.contains("| scenario | livefeed `/ws` | livefeed Socket.IO | limit-server (floor) | node Socket.IO | livefeed `/ws` ÷ floor | livefeed Socket.IO ÷ floor | livefeed `/ws` ÷ node | livefeed Socket.IO ÷ node |"), "{md}");
+        assert!(
+            md.contains("| Fan-out latency p99 (ms) | 300 | 450 | 200 | 3,000 | 1.50 | 2.25 | 0.10 | 0.15 |"),
+            "{md}"
+        );
+        // A run without the floor has no floor columns.
+        let md =
+            render(&load(&[row("livefeed-ws", 300.0), row("node", 3000.0)].join("\n")).unwrap());
+        assert!(!md.contains("floor"), "{md}");
+        assert!(md.contains("| 300 | 3,000 | 0.10 |"), "{md}");
+    }
+
+    #[test]
+    fn check_asks_the_floor_only_for_what_it_serves() {
+        let req: Vec<String> = ["livefeed-ws", "limit-server"].map(String::from).to_vec();
+        let all = ["idle1k", "mixed", "feeds1k"]
+            .iter()
+            .map(|s| line("livefeed-ws", s))
+            .chain([line("limit-server", "idle1k")])
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(check(&load(&all).unwrap(), &req), Vec::<String>::new());
+        let no_idle = [line("livefeed-ws", "idle1k"), line("livefeed-ws", "mixed")].join("\n");
+        assert_eq!(
+            check(&load(&no_idle).unwrap(), &req),
+            vec!["limit-server: scenario idle1k has no result".to_string()]
+        );
+        assert!(serves("node", "feeds1k") && !serves("node", "mixed"));
+        assert!(!serves("limit-server", "onefeed") && serves("limit-server", "slow"));
     }
 
     #[test]

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use crate::client::{self, ClientStats, ConnectOpts, End, FeedOf, Proto, ReadMode, Shared, Ws};
+use crate::client::{
+    self, ClientStats, ConnectOpts, End, FeedOf, OrderKey, Proto, ReadMode, Shared, Ws,
+};
 use crate::hist::Histogram;
 use crate::proc::{self, RssSampler};
 use crate::publish::{self, Mix, Op, Pace, PubOpts, PubStats};
@@ -55,6 +57,9 @@ pub struct FanoutCfg {
     /// operation SEQ is posted to `f{SEQ mod F}` (creates, rate mode only).
     /// None: every client on the default feed, posts to `POST /posts`.
     pub feeds: Option<u32>,
+    /// What each client's stream must be ordered by: livefeed's `seq`, or the
+    /// post id for servers without one.
+    pub order: OrderKey,
 }
 
 fn ms(us: u64) -> f64 {
@@ -153,6 +158,7 @@ pub async fn fanout(cfg: FanoutCfg) -> Value {
             let mode = ReadMode {
                 healthy: true,
                 feed,
+                order: cfg.order,
             };
             let reader =
                 async_std::task::spawn(client::read_loop(ws, cfg.proto, shared, mode, stop));
@@ -241,7 +247,15 @@ pub async fn fanout(cfg: FanoutCfg) -> Value {
     let slow_stats: Vec<ClientStats> =
         futures::future::join_all(parked.into_iter().map(|(feed, ws)| {
             let want = ok_per_feed[feed.map_or(0, |f| f.index as usize)];
-            client::drain(ws, cfg.proto, shared.clone(), want, cfg.slow_drain, feed)
+            client::drain(
+                ws,
+                cfg.proto,
+                shared.clone(),
+                want,
+                cfg.slow_drain,
+                feed,
+                cfg.order,
+            )
         }))
         .await;
 
@@ -366,6 +380,7 @@ fn result_json(
     let mut ooo = 0u64;
     let mut other = 0u64;
     let mut foreign = 0u64;
+    let mut missing_seq = 0u64;
     let mut clients_missing = 0u64;
     let mut healthy_cut = 0u64;
     let mut cut_reasons: std::collections::BTreeMap<String, u64> = Default::default();
@@ -378,6 +393,7 @@ fn result_json(
         ooo += st.out_of_order;
         other += st.other_frames;
         foreign += st.foreign;
+        missing_seq += st.missing_seq;
         if st.end != End::Open {
             healthy_cut += 1;
             *cut_reasons.entry(end_label(&st.end)).or_default() += 1;
@@ -425,6 +441,7 @@ fn result_json(
         && dups == 0
         && ooo == 0
         && foreign == 0
+        && missing_seq == 0
         && slow_foreign == 0
         && healthy_cut == 0
         && healthy == cfg.clients as u64
@@ -484,6 +501,8 @@ fn result_json(
         "out_of_order": ooo,
         "other_frames": other,
         "foreign": foreign,
+        "order_key": cfg.order,
+        "missing_seq": missing_seq,
         "healthy_disconnected": healthy_cut,
         "healthy_disconnect_reasons": cut_reasons,
         "slow_disconnected": slow_cut,
