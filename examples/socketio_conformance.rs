@@ -5,8 +5,12 @@
 //! cargo run --release --example socketio_conformance [-- --port 3000]
 //! ```
 //!
-//! - listens on 127.0.0.1:3000; pingInterval 300 ms, pingTimeout 200 ms,
-//!   maxPayload 1000000, connectTimeout 1000 ms, recovery off, any origin;
+//! - listens on 127.0.0.1:3000 through livefeed's own accept loop and
+//!   HTTP/1 layer (`livefeed::http::h1`), as the server does;
+//! - pingInterval 300 ms, pingTimeout 200 ms (`--ping-interval`,
+//!   `--ping-timeout` change them, for tests whose steps must not race a
+//!   ping), maxPayload 1000000, connectTimeout 1000 ms, recovery off, any
+//!   origin;
 //! - `/engine.io/`: raw Engine.IO, every message echoed back (text and
 //!   binary);
 //! - `/socket.io/`: namespaces `/` and `/custom`; on connection emit
@@ -16,6 +20,7 @@
 //!   emitted as `emit-with-ack`.
 
 use clap::Parser;
+use livefeed::http::h1;
 use livefeed::net::origin::Origins;
 use livefeed::socketio::engine::packet::Frame;
 use livefeed::socketio::engine::{
@@ -26,8 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Reference test-server timings.
-const PING_INTERVAL: Duration = Duration::from_millis(300);
-const PING_TIMEOUT: Duration = Duration::from_millis(200);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 const MAX_PAYLOAD: usize = 1_000_000;
 
@@ -37,6 +40,19 @@ struct Args {
     /// Port on 127.0.0.1.
     #[arg(long, default_value_t = 3000)]
     port: u16,
+    /// pingInterval (the reference test server's: 300ms).
+    #[arg(long, default_value = "300ms", value_parser = humantime::parse_duration)]
+    ping_interval: Duration,
+    /// pingTimeout (the reference test server's: 200ms).
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    ping_timeout: Duration,
+    /// Least time between two websocket writes, one frame each (see
+    /// `EngineConfig::write_spacing`): long enough for a test client on a
+    /// loaded machine to read each message before the next arrives, short
+    /// enough for a CONNECT, its event and an echo to fit in a ping
+    /// timeout.
+    #[arg(long, default_value = "25ms", value_parser = humantime::parse_duration)]
+    write_spacing: Duration,
 }
 
 /// Raw Engine.IO: echoes every message.
@@ -92,12 +108,13 @@ impl Namespace for EchoNamespace {
     }
 }
 
-fn config() -> EngineConfig {
+fn config(args: &Args) -> EngineConfig {
     EngineConfig {
-        ping_interval: PING_INTERVAL,
-        ping_timeout: PING_TIMEOUT,
+        ping_interval: args.ping_interval,
+        ping_timeout: args.ping_timeout,
         max_payload: MAX_PAYLOAD,
         origins: Origins::Any,
+        write_spacing: args.write_spacing,
         ..EngineConfig::default()
     }
 }
@@ -106,12 +123,18 @@ fn config() -> EngineConfig {
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let mut app = tide::new();
-    Engine::new(config(), Arc::new(Echo)).mount(&mut app, "/engine.io/");
+    Engine::new(config(&args), Arc::new(Echo)).mount(&mut app, "/engine.io/");
     let io = SocketIo::new(CONNECT_TIMEOUT)
         .namespace("/", Arc::new(EchoNamespace))
         .namespace("/custom", Arc::new(EchoNamespace));
-    Engine::new(config(), Arc::new(io)).mount(&mut app, "/socket.io/");
-    let addr = format!("127.0.0.1:{}", args.port);
-    eprintln!("socketio_conformance listening on http://{addr}");
-    app.listen(addr).await
+    Engine::new(config(&args), Arc::new(io)).mount(&mut app, "/socket.io/");
+    let listener = async_std::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
+    eprintln!(
+        "socketio_conformance listening on http://{}",
+        listener.local_addr()?
+    );
+    // Runs until the process is killed: nothing here needs a clean stop.
+    let (connections, _shutdown) = h1::connections();
+    h1::accept_loop(app, listener, connections).await;
+    Ok(())
 }

@@ -9,9 +9,11 @@
 
 use crate::cluster::resp::RedisUrl;
 use crate::feed::idempotency::DEFAULT_TTL as DEFAULT_IDEMPOTENCY_TTL;
+use crate::store::Faults;
 use clap::{ArgAction, Args, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Default `--addr`.
@@ -30,6 +32,8 @@ pub const DEFAULT_MAX_BACKLOG_BYTES: usize = 1 << 20;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 /// Default `--redis-stream`.
 pub const DEFAULT_REDIS_STREAM: &str = "livefeed:posts";
+/// Default `--storage-reserve`.
+pub const DEFAULT_STORAGE_RESERVE: u64 = crate::store::DEFAULT_RESERVE;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -105,6 +109,17 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "LIVEFEED_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
+
+    /// Bytes kept aside in the data directory (the file
+    /// `livefeed.reserve`) while writes are taken: when the disk fills up,
+    /// deleting it gives the store room to recover. 0 keeps none.
+    #[arg(long, env = "LIVEFEED_STORAGE_RESERVE", default_value_t = DEFAULT_STORAGE_RESERVE)]
+    pub storage_reserve: u64,
+
+    /// Storage failures to inject: tests only, never set from the command
+    /// line.
+    #[arg(skip)]
+    pub storage_faults: Option<Arc<Faults>>,
 
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, env = "LIVEFEED_LOG", default_value = "info")]
@@ -215,6 +230,8 @@ impl Config {
             max_backlog_frames: DEFAULT_MAX_BACKLOG_FRAMES,
             max_backlog_bytes: DEFAULT_MAX_BACKLOG_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            storage_reserve: DEFAULT_STORAGE_RESERVE,
+            storage_faults: None,
             idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
             log_format: LogFormat::Auto,
             log_level: log::LevelFilter::Info,

@@ -18,7 +18,7 @@ use crate::feed::publish::{Posts, Publisher};
 use crate::feed::{access::Access, service, Feed};
 use crate::http::h1;
 use crate::socketio::engine::CloseReason;
-use crate::store::{Store, StoreError};
+use crate::store::{self, Store, StoreError};
 use crate::Config;
 use async_std::future::timeout;
 use futures::channel::oneshot;
@@ -83,7 +83,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     let addr = local_addr(&listener, config.addr)?;
-    let store = Store::open(&config.data_dir)?;
+    let options = store::Options {
+        reserve: config.storage_reserve,
+        faults: config.storage_faults.clone(),
+    };
+    let store = Store::open_with(&config.data_dir, options)?;
     let metrics = Arc::new(Metrics::default());
     let connection = ConnectionConfig {
         idle_timeout: config.heartbeat_interval + config.heartbeat_timeout,
@@ -145,6 +149,9 @@ pub async fn run(
         () = shutdown.fuse() => {}
     }
 
+    // From here on every HTTP response is the last on its connection and
+    // says so; idle keep-alive connections close.
+    http_shutdown.begin();
     log::info!("shutting down: closing push connections");
     if let Ok(drained) = hub.call(CloseAll(Close::GOING_AWAY)).await {
         if timeout(SHUTDOWN_GRACE, drained).await.is_err() {
@@ -152,7 +159,7 @@ pub async fn run(
         }
     }
     // Socket.IO sessions that never joined the feed, then every HTTP
-    // connection: idle ones close now, requests in flight finish.
+    // connection: requests in flight finish.
     if let Some(engine) = &routes.engine {
         engine.close_all(CloseReason::ServerShutdown);
     }

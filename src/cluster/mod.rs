@@ -237,11 +237,18 @@ impl Cluster {
         }
     }
 
+    /// Refuses writes while this node's replica disagrees with the log, or
+    /// its store is failing: it could not apply (nor serve) what it sends.
     fn check_replica(&self) -> Result<(), PublishError> {
-        match self.progress.diverged() {
-            Some(why) => Err(PublishError::Diverged(why)),
-            None => Ok(()),
+        if let Some(why) = self.progress.diverged() {
+            return Err(PublishError::Diverged(why));
         }
+        let storage = self.store.storage_health();
+        if !storage.is_ok() {
+            let why = format!("this node's store is {}", storage.state);
+            return Err(PublishError::StorageUnavailable(why));
+        }
+        Ok(())
     }
 }
 
@@ -382,8 +389,10 @@ impl Publisher for Cluster {
     }
 
     fn health(&self) -> Health {
+        let storage = self.store.storage_health();
         Health {
-            ready: self.progress.is_ready(),
+            ready: self.progress.is_ready() && storage.is_ok(),
+            storage,
             cluster: Some(self.progress.health(&self.stream)),
         }
     }
@@ -418,10 +427,11 @@ impl Publisher for Cluster {
             ),
             Metric::gauge(
                 "livefeed_cluster_ready",
-                "1 once caught up with the stream (what /readyz reports).",
-                u64::from(p.is_ready()),
+                "1 once caught up with the stream, with storage that takes writes (what /readyz reports).",
+                u64::from(p.is_ready() && self.store.storage_health().is_ok()),
             ),
         ]);
+        self.store.storage_metrics(out);
     }
 }
 

@@ -18,7 +18,8 @@ pub struct Progress {
     /// Newest entry known to be in the stream.
     pub head: AtomicU64,
     /// Whether the replica has caught up with the stream head seen when the
-    /// node started. Stays set afterwards.
+    /// node started. Stays set afterwards, unless the local store fails:
+    /// then it is set again once the replica caught up after recovering.
     pub ready: AtomicBool,
     /// Whether the tailer's connection to Redis is up.
     pub connected: AtomicBool,

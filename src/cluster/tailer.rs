@@ -8,6 +8,10 @@
 //! backoff and resumes from its last applied entry, so nothing is skipped
 //! and nothing is applied or broadcast twice.
 //!
+//! When the local store fails (a full disk), applying fails and the tailer
+//! retries the same entries with backoff; the node is not ready until the
+//! store recovered and the replica caught up again.
+//!
 //! On every (re)connection it first checks that the stream still holds the
 //! newest post of the local store, unchanged. If not, Redis lost writes
 //! (see the persistence settings in `docs/cluster.md`) or the data dir
@@ -107,6 +111,13 @@ impl Tailer {
                     if let TailError::Redis(_) = error {
                         progress.redis_errors.fetch_add(1, Ordering::Relaxed);
                         self.cluster.pool.clear();
+                    }
+                    if let TailError::Store(_) = error {
+                        // The local store failed (a full disk): not ready
+                        // until it recovered and the replica caught up with
+                        // the stream as it stands then.
+                        progress.ready.store(false, Ordering::Relaxed);
+                        self.start_head = None;
                     }
                     failures += 1;
                     if failures == 1 || failures.is_multiple_of(WARN_EVERY) {

@@ -142,9 +142,16 @@ pub enum PublishError {
         /// The post's latest seq.
         current: u64,
     },
-    /// The local store could not take the write.
+    /// The local store failed while writing the change and could not tell
+    /// afterwards whether it reached the disk: it may have (then it is kept
+    /// and delivered like any other change once the store recovers).
     #[error("storage failed: {0}")]
     Storage(String),
+    /// The local store is failing (the disk is full, or an I/O error) and
+    /// the change was not stored: refused before it was written, or found
+    /// missing when the store was reopened.
+    #[error("storage is unavailable: {0}")]
+    StorageUnavailable(String),
     /// The server is shutting down.
     #[error("the store is closed")]
     Closed,
@@ -174,10 +181,36 @@ impl From<StorageError> for PublishError {
 /// A node's health, as `/healthz` and `/readyz` report it.
 #[derive(Debug, Clone)]
 pub struct Health {
-    /// Whether the node should get traffic (`/readyz`).
+    /// Whether the node should get traffic (`/readyz`): never while its
+    /// store takes no writes.
     pub ready: bool,
+    /// Whether this node's store takes writes, in every mode.
+    pub storage: StorageHealth,
     /// Cluster mode's replica state; `None` for a single server.
     pub cluster: Option<ClusterHealth>,
+}
+
+/// Where this node's store stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageHealth {
+    /// `ok`; `failing`: writes are refused, reads are served; or
+    /// `unavailable`: the store could not be reopened, reads fail too.
+    pub state: &'static str,
+    /// Why it is not `ok`: `disk_full` or `io_error`.
+    pub reason: Option<&'static str>,
+}
+
+impl StorageHealth {
+    /// A store that takes writes.
+    pub const OK: Self = Self {
+        state: "ok",
+        reason: None,
+    };
+
+    /// Whether the store takes writes.
+    pub fn is_ok(&self) -> bool {
+        self.state == "ok"
+    }
 }
 
 /// Where a cluster node's replica stands.

@@ -138,7 +138,7 @@ impl From<FeedError> for ApiError {
                 "the server is at its connection limit; retry later",
             ),
             FeedError::Storage(e) => Self::unavailable(
-                "unavailable",
+                "storage_unavailable",
                 "storage is unavailable; try again later",
                 e.to_string(),
             ),
@@ -167,9 +167,18 @@ fn publish_error(e: PublishError) -> ApiError {
                 ),
             )
         }
-        PublishError::Storage(_) | PublishError::Closed => (
+        PublishError::StorageUnavailable(_) => (
+            "storage_unavailable",
+            "storage is failing (the disk may be full); nothing was stored, try again later",
+        ),
+        PublishError::Storage(_) => (
+            "storage_unavailable",
+            "storage failed while writing; the change may or may not have been stored, \
+             look before retrying",
+        ),
+        PublishError::Closed => (
             "unavailable",
-            "storage is unavailable; the post was not stored, try again later",
+            "the server is shutting down; nothing was stored, try again later",
         ),
         PublishError::Unavailable(_) | PublishError::Refused(_) => (
             "redis_unavailable",
@@ -212,9 +221,17 @@ mod tests {
             (StatusCode::PreconditionFailed, "precondition_failed")
         );
         let inside = "IO error: Custom { kind: StorageFull }";
-        let e = ApiError::from(FeedError::Publish(PublishError::Storage(inside.into())));
-        assert_eq!(e.status, StatusCode::ServiceUnavailable);
-        assert!(!e.body().contains("StorageFull"), "{}", e.body());
-        assert!(e.detail.unwrap().contains("StorageFull"));
+        for e in [
+            PublishError::Storage(inside.into()),
+            PublishError::StorageUnavailable(inside.into()),
+        ] {
+            let e = ApiError::from(FeedError::Publish(e));
+            assert_eq!(
+                (e.status, e.code),
+                (StatusCode::ServiceUnavailable, "storage_unavailable")
+            );
+            assert!(!e.body().contains("StorageFull"), "{}", e.body());
+            assert!(e.detail.unwrap().contains("StorageFull"));
+        }
     }
 }

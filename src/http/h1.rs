@@ -1,29 +1,51 @@
-//! The accept loop, and serving one HTTP/1.1 connection with an answer for
-//! requests that can't be parsed.
+//! The accept loop, and serving HTTP/1.0 and HTTP/1.1 on each connection
+//! with livefeed's own framing ([`request`] reads, [`response`] writes),
+//! tide answering the requests.
 //!
-//! async-h1, left to itself (as in tide's listener), fails the whole
-//! connection when it can't decode a request: a method it doesn't know
-//! such as `QUERY`, HTTP/1.0, a head of 8 KiB or more, a header that isn't
-//! UTF-8. The client sees the connection reset without a response. Here
-//! such a request gets the API's error body with a fitting status first
-//! (found by the schemathesis run, see `tests/it/fuzz_regressions.rs`). A
-//! response sent without reading its request's body closes the
-//! connection (see [`track_body`]).
+//! tide's own listener (async-h1) speaks HTTP/1.1 only, fails the whole
+//! connection when it can't decode a request (a method it doesn't know
+//! such as `QUERY`, a head of 8 KiB or more, a header that isn't UTF-8:
+//! the client saw a reset), closes after `Connection: close` without
+//! saying so, and reads each request through a buffer of its own. Here:
+//! - a request that can't be parsed gets the API's error body with a
+//!   fitting status (found by the schemathesis run, see
+//!   `tests/it/fuzz_regressions.rs`), and the connection closes;
+//! - HTTP/1.0 is served (what nginx proxies with and HAProxy health
+//!   checks send), HTTP/2 and later get a 505;
+//! - a response after which the connection closes says `Connection:
+//!   close`: the client asked for it, its request body was not read to
+//!   the end, the server is shutting down, or an HTTP/1.0 stream;
+//! - one buffer per connection, so pipelined requests are answered in
+//!   turn.
+
+mod request;
+mod response;
 
 use super::ApiError;
+pub use request::{HeadError, MAX_HEAD};
+use request::{Inbound, Shared};
+use response::After;
 
-use async_h1::server::{ConnectionStatus, Server};
 use async_std::io::{self, Read, Write};
 use async_std::net::TcpStream;
 use async_std::prelude::*;
+use futures::future::poll_fn;
 use futures::FutureExt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
-use tide::http::headers::CONTENT_TYPE;
+use std::time::{Duration, Instant};
 use tide::StatusCode;
+
+/// How long a request head may take to arrive once its first byte has:
+/// a client trickling a head byte by byte is cut off after this.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// After a response that closes the connection, how long what the client
+/// still sends (the rest of an unread body) is read and dropped before
+/// the socket closes: closing with unread bytes makes the kernel reset the
+/// connection, which can destroy the response before the client reads it.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+/// The most bytes read and dropped while lingering.
+const LINGER_BYTES: usize = 256 * 1024;
 
 /// How long writing a refusal may take: a client that sent garbage and
 /// stopped reading gets no longer.
@@ -64,12 +86,19 @@ pub fn connections() -> (Connections, Shutdown) {
 }
 
 impl Shutdown {
-    /// Closes every idle keep-alive connection, lets requests in flight
-    /// finish, and waits (at most `grace`) until every connection task has
-    /// ended (so none still holds the app). Call after the accept loop has
-    /// stopped. Answers whether all ended in time.
-    pub async fn close(self, grace: Duration) -> bool {
+    /// Starts shutting down: idle keep-alive connections close, and every
+    /// response from now on says `Connection: close` and is the last on
+    /// its connection. Call once the accept loop has stopped, before
+    /// ending push connections (their last poll answers then say close).
+    pub fn begin(&self) {
         self.stop.close();
+    }
+
+    /// [`Shutdown::begin`], then waits (at most `grace`) until every
+    /// connection task has ended (so none still holds the app), letting
+    /// requests in flight finish. Answers whether all ended in time.
+    pub async fn close(self, grace: Duration) -> bool {
+        self.begin();
         // Nobody sends: `recv` fails once every sender (one per live
         // connection) is gone.
         io::timeout(grace, async {
@@ -115,44 +144,70 @@ pub async fn accept_loop(
 pub async fn serve_connection(app: super::Server, stream: TcpStream, connections: Connections) {
     let local = stream.local_addr().ok();
     let peer = stream.peer_addr().ok();
-    let io = Counted {
-        stream,
-        written: Arc::default(),
-    };
-    let mut server = Server::new(io.clone(), |mut req: tide::http::Request| {
+    let inbound = request::shared(stream.clone());
+    let mut writer = stream;
+    loop {
+        // Idle until the next request's first byte arrives (or is already
+        // buffered): that is where shutdown may close the connection
+        // without cutting a request.
+        if request::lock(&inbound).buffered().is_empty() {
+            let more = poll_fn(|cx| request::lock(&inbound).poll_more(cx));
+            let next = futures::select! {
+                more = more.fuse() => more,
+                _ = connections.stop.recv().fuse() => return,
+            };
+            if !matches!(next, Ok(n) if n > 0) {
+                return; // closed by the client, or failed
+            }
+        }
+        let head = match io::timeout(HEAD_TIMEOUT, read_head(&inbound).map(Ok)).await {
+            Ok(Ok(Some(raw))) => raw,
+            // Closed before a request, or the head took too long.
+            Ok(Ok(None)) | Err(_) => return,
+            Ok(Err(e)) => return refuse(writer, &inbound, e, peer).await,
+        };
+        let head = match request::parse(&head, local) {
+            Ok(head) => head,
+            Err(e) => return refuse(writer, &inbound, e, peer).await,
+        };
+        let exchange = head.exchange.clone();
+        let (body, _) = Inbound::start_request(&inbound, &head);
+        let mut req = head.request;
+        request::set_body(&mut req, body);
         req.set_local_addr(local);
         req.set_peer_addr(peer);
-        let app = app.clone();
-        async move {
-            let body_read = track_body(&mut req);
-            let mut res: tide::http::Response = app.respond(req).await?;
-            if body_read.is_some_and(|read| !read.load(Ordering::Acquire)) {
-                res.insert_header(tide::http::headers::CONNECTION, "close");
+        let res: tide::http::Response = match app.respond(req).await {
+            Ok(res) => res,
+            Err(e) => {
+                log::error!("the app failed a request from {peer:?}: {e}");
+                ApiError::new(
+                    StatusCode::InternalServerError,
+                    "internal",
+                    "the server failed to answer",
+                )
+                .into_response()
+                .into()
             }
-            Ok(res)
-        }
-    });
-    loop {
-        // Idle until the next request's first byte arrives: that is where
-        // shutdown may close the connection without cutting a request.
-        let mut first = [0u8; 1];
-        let next = futures::select! {
-            peeked = io.stream.peek(&mut first).fuse() => peeked,
-            _ = connections.stop.recv().fuse() => return,
         };
-        if !matches!(next, Ok(n) if n > 0) {
-            return; // closed by the client, or failed
-        }
-        let written = io.written();
-        match server.accept_one().await {
-            Ok(ConnectionStatus::KeepAlive) => continue,
-            Ok(ConnectionStatus::Close) => return,
-            // Nothing of a response went out: the request itself failed.
-            Err(e) if io.written() == written => {
-                let error = rejection(&e.to_string());
-                let status = error.status as u16;
-                log::info!(status = status; "unparseable request from {peer:?} answered {status}: {e}");
-                refuse(io.stream.clone(), error).await;
+        // A body left unread can't be skipped safely (it may be huge, or
+        // never come after an unanswered `Expect: 100-continue`), and
+        // shutdown takes no new requests: either way this is the last
+        // response on the connection.
+        let body_read = request::lock(&inbound).end_request();
+        let may_keep = body_read && !connections.stop.is_closed();
+        match response::write(&mut writer, res, &exchange, may_keep).await {
+            Ok(After::KeepAlive) => continue,
+            Ok(After::Close) => return linger(writer, &inbound).await,
+            Ok(After::Upgrade(sender)) => {
+                let rest = request::lock(&inbound).take_buffered();
+                let upgraded = Upgraded {
+                    rest,
+                    pos: 0,
+                    stream: writer,
+                };
+                sender
+                    .send(tide::http::upgrade::Connection::new(upgraded))
+                    .await;
                 return;
             }
             Err(e) => {
@@ -163,95 +218,50 @@ pub async fn serve_connection(app: super::Server, stream: TcpStream, connections
     }
 }
 
-/// Wraps a request's body so that reading it to the end is seen, and
-/// answers the flag; `None` for a request without a body.
-///
-/// A response sent before its request's body was read (a 405, a 415, a
-/// 413 ...) must close the connection: async-h1 reads the rest of the body
-/// only after the response, through a buffer that swallows whatever the
-/// client sent next, and that next request would never be answered (found
-/// by schemathesis as a request timing out on a kept-alive connection).
-fn track_body(req: &mut tide::http::Request) -> Option<Arc<AtomicBool>> {
-    if req.len() == Some(0) {
-        return None;
-    }
-    let had_content_type = req.header(CONTENT_TYPE).is_some();
-    let body = req.take_body();
-    let len = body.len();
-    let read = Arc::new(AtomicBool::new(false));
-    let tracked = ReadToEnd {
-        inner: body,
-        left: len,
-        done: read.clone(),
-    };
-    req.set_body(tide::Body::from_reader(io::BufReader::new(tracked), len));
-    // Swapping bodies makes http-types fill in a Content-Type the client
-    // never sent.
-    if !had_content_type {
-        req.remove_header(CONTENT_TYPE);
-    }
-    Some(read)
+/// Reads one request head: `None` if the client closed before sending
+/// one.
+async fn read_head(inbound: &Shared) -> Result<Option<Vec<u8>>, HeadError> {
+    let mut head = Vec::new();
+    let mut skipped = 0;
+    let whole = poll_fn(|cx| request::lock(inbound).poll_head(cx, &mut head, &mut skipped)).await?;
+    Ok(whole.then_some(head))
 }
 
-/// A reader that records reaching its end: its known length, or the end
-/// of a body of unknown length. (A body of known length is not read past
-/// it, so its end of stream may never be asked for.)
-struct ReadToEnd<R> {
-    inner: R,
-    left: Option<usize>,
-    done: Arc<AtomicBool>,
-}
-
-impl<R: Read + Unpin> Read for ReadToEnd<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(n)) = result {
-            let ended = match &mut self.left {
-                Some(left) => {
-                    *left = left.saturating_sub(n);
-                    *left == 0
-                }
-                None => n == 0 && !buf.is_empty(),
-            };
-            if ended {
-                self.done.store(true, Ordering::Release);
-            }
-        }
-        result
-    }
-}
-
-/// The answer to a request async-h1 could not decode, from its message.
-fn rejection(message: &str) -> ApiError {
-    if message.contains("HTTP method") {
-        ApiError::new(
+/// The answer to a request head that can't be served.
+fn rejection(error: &HeadError) -> ApiError {
+    match error {
+        HeadError::Method(_) => ApiError::new(
             StatusCode::MethodNotAllowed,
             "method_not_allowed",
             "livefeed does not support this method",
-        )
-    } else if message.contains("HTTP version") {
-        ApiError::new(
+        ),
+        HeadError::Version => ApiError::new(
             StatusCode::HttpVersionNotSupported,
             "http_version_not_supported",
-            "livefeed speaks HTTP/1.1",
-        )
-    } else if message.contains("8kb") {
-        ApiError::new(
+            "livefeed speaks HTTP/1.1 and HTTP/1.0",
+        ),
+        HeadError::TooLarge => ApiError::new(
             StatusCode::RequestHeaderFieldsTooLarge,
             "headers_too_large",
-            "the request head must be under 8 KiB",
-        )
-    } else {
-        ApiError::bad_request("malformed_request", "the request is not valid HTTP/1.1")
+            format!("the request head must be under {} KiB", MAX_HEAD / 1024),
+        ),
+        HeadError::Malformed(why) => ApiError::bad_request(
+            "malformed_request",
+            format!("the request is not valid HTTP: {why}"),
+        ),
     }
 }
 
-/// Writes `error` as a complete response and closes.
-async fn refuse(mut stream: TcpStream, error: ApiError) {
+/// Answers a head that can't be served with its error, and closes.
+async fn refuse(
+    mut stream: TcpStream,
+    inbound: &Shared,
+    error: HeadError,
+    peer: Option<std::net::SocketAddr>,
+) {
+    let error = rejection(&error);
+    let status = error.status as u16;
+    log::info!(status = status; "unparseable request from {peer:?} answered {status}: {}", error.message);
     let body = error.body();
     let status = error.status;
     let head = format!(
@@ -265,45 +275,71 @@ async fn refuse(mut stream: TcpStream, error: ApiError) {
         stream.write_all(body.as_bytes()).await?;
         stream.flush().await
     };
-    let _ = io::timeout(REFUSAL_WRITE_TIMEOUT, write).await;
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-}
-
-/// A connection that counts the bytes written to it, so the loop knows
-/// whether a failed exchange had started its response.
-#[derive(Clone)]
-struct Counted {
-    stream: TcpStream,
-    written: Arc<AtomicU64>,
-}
-
-impl Counted {
-    fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
+    if io::timeout(REFUSAL_WRITE_TIMEOUT, write).await.is_ok() {
+        linger(stream, inbound).await;
     }
 }
 
-impl Read for Counted {
+/// Closes the connection after its last response: half-closes, then reads
+/// and drops what the client still sends (bounded by [`LINGER_TIME`] and
+/// [`LINGER_BYTES`]) so that the close does not reset the connection
+/// under the response.
+async fn linger(stream: TcpStream, inbound: &Shared) {
+    if stream.shutdown(std::net::Shutdown::Write).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut dropped = 0;
+    while dropped < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let more = poll_fn(|cx| {
+            let mut inbound = request::lock(inbound);
+            let n = match inbound.poll_more(cx) {
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(_)) => 0,
+                Poll::Pending => return Poll::Pending,
+            };
+            inbound.take_buffered();
+            Poll::Ready(n)
+        });
+        match io::timeout(left, more.map(Ok)).await {
+            Ok(n) if n > 0 => dropped += n,
+            _ => return,
+        }
+    }
+}
+
+/// An upgraded connection: what the client sent after the handshake that
+/// is already buffered, then the socket.
+struct Upgraded {
+    rest: Vec<u8>,
+    pos: usize,
+    stream: TcpStream,
+}
+
+impl Read for Upgraded {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
+        if self.pos < self.rest.len() {
+            let n = buf.len().min(self.rest.len() - self.pos);
+            buf[..n].copy_from_slice(&self.rest[self.pos..self.pos + n]);
+            self.pos += n;
+            return Poll::Ready(Ok(n));
+        }
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
-impl Write for Counted {
+impl Write for Upgraded {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.stream).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = result {
-            self.written.fetch_add(n as u64, Ordering::Relaxed);
-        }
-        result
+        Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -320,17 +356,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decode_failures_get_fitting_statuses() {
-        let status = |m: &str| rejection(m).status;
-        assert_eq!(status("Invalid HTTP method"), StatusCode::MethodNotAllowed);
+    fn head_errors_get_fitting_statuses() {
+        let status = |e: HeadError| rejection(&e).status;
         assert_eq!(
-            status("Unsupported HTTP version 1.0"),
+            status(HeadError::Method("QUERY".into())),
+            StatusCode::MethodNotAllowed
+        );
+        assert_eq!(
+            status(HeadError::Version),
             StatusCode::HttpVersionNotSupported
         );
         assert_eq!(
-            status("Head byte length should be less than 8kb"),
+            status(HeadError::TooLarge),
             StatusCode::RequestHeaderFieldsTooLarge
         );
-        assert_eq!(status("invalid utf-8"), StatusCode::BadRequest);
+        assert_eq!(status(HeadError::Malformed("x")), StatusCode::BadRequest);
     }
 }

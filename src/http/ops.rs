@@ -48,15 +48,23 @@ pub fn mount(app: &mut Server, feed: Arc<Feed>, requests: Arc<RequestCount>) {
     app.at("/*path").get(asset);
 }
 
-/// Liveness: 200 while the process serves; says the mode and, in cluster
+/// Liveness: 200 while the process serves; says the mode, whether storage
+/// takes writes (`status` is `degraded` while it does not) and, in cluster
 /// mode, the replica's state.
 async fn healthz(ops: Ops, _req: Request<()>) -> Response {
-    let Health { cluster, ready } = ops.feed.health();
+    let Health {
+        cluster,
+        ready,
+        storage,
+    } = ops.feed.health();
+    let status = if storage.is_ok() { "ok" } else { "degraded" };
+    let storage = serde_json::json!({"state": storage.state, "reason": storage.reason});
     let body = match cluster {
-        None => serde_json::json!({"status": "ok", "mode": "single"}),
+        None => serde_json::json!({"status": status, "mode": "single", "storage": storage}),
         Some(c) => serde_json::json!({
-            "status": "ok",
+            "status": status,
             "mode": "cluster",
+            "storage": storage,
             "state": c.state,
             "ready": ready,
             "redis": if c.redis_connected { "connected" } else { "disconnected" },
@@ -70,8 +78,9 @@ async fn healthz(ops: Ops, _req: Request<()>) -> Response {
     json_response(StatusCode::Ok, body.to_string())
 }
 
-/// Readiness, for load balancers: 503 while a cluster node catches up with
-/// the stream (or refuses a diverged replica).
+/// Readiness, for load balancers: 503 while storage takes no writes, and
+/// while a cluster node catches up with the stream (or refuses a diverged
+/// replica).
 async fn readyz(ops: Ops, _req: Request<()>) -> Response {
     if ops.feed.health().ready {
         json_response(StatusCode::Ok, r#"{"ready":true}"#)

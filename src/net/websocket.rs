@@ -21,6 +21,10 @@ const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// Why a request's websocket handshake is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeError {
+    /// An HTTP/1.0 request: the upgrade needs HTTP/1.1 (RFC 6455 §4.1),
+    /// and HTTP/1.0 has no `Upgrade` (RFC 9110 §7.8).
+    #[error("websocket upgrades need HTTP/1.1; this request is HTTP/1.0")]
+    Http10,
     /// No `Upgrade: websocket` with `Connection: upgrade`.
     #[error("send an Upgrade: websocket request")]
     NotUpgrade,
@@ -32,9 +36,11 @@ pub enum HandshakeError {
     BadVersion,
 }
 
-/// Checks that `req` asks for a websocket upgrade.
+/// Checks that `req` asks for a websocket upgrade, over HTTP/1.1.
 pub fn check_upgrade<S>(req: &Request<S>) -> Result<(), HandshakeError> {
-    if header_has(req, headers::UPGRADE.as_str(), "websocket")
+    if req.version() == Some(tide::http::Version::Http1_0) {
+        Err(HandshakeError::Http10)
+    } else if header_has(req, headers::UPGRADE.as_str(), "websocket")
         && header_has(req, headers::CONNECTION.as_str(), "upgrade")
     {
         Ok(())

@@ -14,8 +14,15 @@
 //! anything; otherwise the record goes into the same batch as the post,
 //! so one flush makes both durable or neither. Each round also deletes
 //! expired records, a bounded number of them.
+//!
+//! A round that fails to reach the disk sends the store into recovery
+//! ([`recovery`](super::recovery)): the writer reopens sled, finds out
+//! what of the round is on disk, answers, and refuses every write until
+//! the disk has room again.
 
 use super::keys::{self, Digest, KeyRecord, Value};
+use super::recovery::{refuse, Pending, Recovery, Verdict};
+use super::shared::{Handles, Shared, Stage};
 use super::{Hook, StoreError};
 use crate::feed::change::{Change, Logged, Stored};
 use crate::feed::idempotency::Idempotency;
@@ -23,9 +30,10 @@ use crate::feed::post::{timestamp, NewPost, Patch, Post};
 use crate::feed::publish::Expect;
 use futures::channel::oneshot;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Most requests one flush commits; more wait for the next round.
 pub(super) const MAX_BATCH: usize = 1024;
@@ -83,19 +91,28 @@ pub(super) enum WriteRequest {
 }
 
 pub(super) struct Writer {
-    pub(super) db: sled::Db,
-    pub(super) tree: sled::Tree,
+    pub(super) shared: Arc<Shared>,
     pub(super) next_seq: u64,
-    /// sled's data file. sled 0.34's flush ends with `sync_file_range`,
-    /// which neither forces the drive's cache nor the file's size to disk;
-    /// an `fdatasync` of this file after each flush does, so a 201 also
-    /// survives a power loss, not only a killed process.
-    pub(super) data_file: Option<std::fs::File>,
     /// Told of every committed change, in seq order, before anyone is
     /// answered.
     pub(super) hook: Arc<Hook>,
+    /// Set while the store is failing: no writes until it recovers.
+    pub(super) recovery: Option<Recovery>,
     /// Expired idempotency records deleted so far.
     pub(super) keys_expired: Arc<AtomicU64>,
+}
+
+/// Per request of a round: the range of its changes in the round's
+/// changes, or why it made none.
+type Decided = Result<Range<usize>, Result<Refusal, StoreError>>;
+
+/// A round as written: its changes, each request's part, whether the
+/// batch reached the disk, and the expired idempotency records it deleted.
+struct Written {
+    committed: Vec<Change>,
+    outcomes: Vec<Decided>,
+    result: Result<(), StoreError>,
+    expired: u64,
 }
 
 /// A live post as a round sees it.
@@ -314,7 +331,23 @@ impl<'a> Round<'a> {
 impl Writer {
     pub(super) fn run(mut self, rx: async_channel::Receiver<WriteRequest>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while let Ok(first) = rx.recv_blocking() {
+        loop {
+            let first = match &self.recovery {
+                None => rx.recv_blocking().ok(),
+                Some(recovery) => {
+                    // Failing: wait for a request, or for the next attempt
+                    // to recover, whichever comes first.
+                    let wait = recovery.next_try.saturating_duration_since(Instant::now());
+                    match async_std::task::block_on(async_std::future::timeout(wait, rx.recv())) {
+                        Ok(request) => request.ok(),
+                        Err(_) => {
+                            self.try_recover();
+                            continue;
+                        }
+                    }
+                }
+            };
+            let Some(first) = first else { break }; // closed
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -322,54 +355,63 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(&mut batch);
+            match &self.recovery {
+                None => self.commit(&mut batch),
+                Some(recovery) => {
+                    let due = recovery.next_try <= Instant::now();
+                    refuse(&mut batch);
+                    if due {
+                        self.try_recover();
+                    }
+                }
+            }
         }
     }
 
     fn commit(&mut self, batch: &mut Vec<WriteRequest>) {
-        let now = timestamp();
-        let tree = self.tree.clone();
-        let mut round = Round::new(&tree);
-        let mut committed = Vec::with_capacity(batch.len());
-        // Per request: the range of its changes in `committed`, or why not.
-        let mut outcomes: Vec<Result<std::ops::Range<usize>, Result<Refusal, StoreError>>> =
-            Vec::with_capacity(batch.len());
-        let next_seq = self.next_seq;
-        for request in batch.iter() {
-            let first = committed.len();
-            let outcome = self
-                .decide(&mut round, request, &now, &mut committed)
-                .map(|()| first..committed.len());
-            outcomes.push(outcome);
-        }
-        let mut expired = 0;
-        let result = round
-            .sweep(SWEEP_MIN.max(2 * batch.len()))
-            .and_then(|n| {
-                expired = n;
-                round.finish()
-            })
-            .and_then(|writes| Ok(tree.apply_batch(writes)?))
-            .and_then(|()| Ok(self.db.flush().map(drop)?))
-            .and_then(|()| match &self.data_file {
-                Some(file) => file.sync_data().map_err(|e| sled::Error::Io(e).into()),
-                None => Ok(()),
+        let shared = self.shared.clone();
+        let first_seq = self.next_seq;
+        let written = shared
+            .read(|handles| Ok(self.write(handles, batch)))
+            .unwrap_or_else(|e| Written {
+                committed: Vec::new(),
+                outcomes: batch.iter().map(|_| Err(Err(e.clone()))).collect(),
+                result: Err(e),
+                expired: 0,
             });
-        match &result {
+        let Written {
+            committed,
+            outcomes,
+            result,
+            expired,
+        } = written;
+        let verdict = match result {
             Ok(()) => {
                 self.keys_expired.fetch_add(expired, Ordering::Relaxed);
-                if let Some(hook) = self.hook.get() {
-                    hook(&committed);
-                }
+                Verdict::Stored
             }
-            // Nothing of the round took: its seqs are free again.
-            Err(_) => self.next_seq = next_seq,
+            Err(error) => {
+                let local = batch
+                    .iter()
+                    .any(|r| !matches!(r, WriteRequest::Apply { .. }));
+                let pending = Pending {
+                    changes: committed.clone(),
+                    // Local seqs the round took are never given again in
+                    // this process, whether it is on disk or not.
+                    burn_below: local.then_some(self.next_seq),
+                };
+                self.fail(error, first_seq, pending)
+            }
+        };
+        if let Verdict::Stored = verdict {
+            self.broadcast(&committed);
         }
         for (request, outcome) in batch.drain(..).zip(outcomes) {
-            let answer = match (&result, outcome) {
-                (Err(e), _) => Err(Err(e.clone())),
-                (Ok(()), Ok(range)) => Ok(committed[range].to_vec()),
-                (Ok(()), Err(why)) => Err(why),
+            let answer = match (&verdict, outcome) {
+                (Verdict::Stored, Ok(range)) => Ok(committed[range].to_vec()),
+                (Verdict::Stored, Err(why)) => Err(why),
+                (Verdict::NotStored(why), _) => Err(Err(StoreError::NotStored(why.clone()))),
+                (Verdict::Unknown(why), _) => Err(Err(StoreError::Uncertain(why.clone()))),
             };
             match request {
                 WriteRequest::Create { reply, .. }
@@ -387,6 +429,55 @@ impl Writer {
                     reply.send(answer).ok();
                 }
             }
+        }
+    }
+
+    /// Decides every request of `batch` against the store, writes the
+    /// changes as one batch, flushes and syncs.
+    fn write(&mut self, handles: &Handles, batch: &[WriteRequest]) -> Written {
+        let now = timestamp();
+        let faults = self.shared.faults.clone();
+        let mut round = Round::new(&handles.tree);
+        let mut committed = Vec::with_capacity(batch.len());
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for request in batch {
+            let first = committed.len();
+            let outcome = self
+                .decide(&mut round, request, &now, &mut committed)
+                .map(|()| first..committed.len());
+            outcomes.push(outcome);
+        }
+        let mut expired = 0;
+        let result = round
+            .sweep(SWEEP_MIN.max(2 * batch.len()))
+            .and_then(|n| {
+                expired = n;
+                round.finish()
+            })
+            .and_then(|writes| {
+                faults.check(Stage::Write).map_err(sled::Error::Io)?;
+                Ok(handles.tree.apply_batch(writes)?)
+            })
+            .and_then(|()| Ok(handles.db.flush().map(drop)?))
+            .and_then(|()| {
+                faults.check(Stage::Sync).map_err(sled::Error::Io)?;
+                match &handles.data_file {
+                    Some(file) => Ok(file.sync_data().map_err(sled::Error::Io)?),
+                    None => Ok(()),
+                }
+            });
+        Written {
+            committed,
+            outcomes,
+            result,
+            expired,
+        }
+    }
+
+    /// Hands committed changes to the commit hook, in seq order.
+    pub(super) fn broadcast(&self, committed: &[Change]) {
+        if let Some(hook) = self.hook.get() {
+            hook(committed);
         }
     }
 
@@ -448,7 +539,12 @@ impl Writer {
             }
             WriteRequest::Apply { entries, .. } => {
                 for entry in entries {
-                    self.next_seq = self.next_seq.max(entry.seq() + 1);
+                    if entry.seq() < self.next_seq {
+                        // Already here: stored by a round whose answer was
+                        // a storage failure, found on disk at the reopen.
+                        continue;
+                    }
+                    self.next_seq = entry.seq() + 1;
                     let change = match entry {
                         Logged::Created(stored) => Change::Created(stored.clone()),
                         Logged::Updated { seq, id, patch, at } => {

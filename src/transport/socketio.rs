@@ -78,6 +78,7 @@ pub fn mount(
         outbox_bytes: limits.backlog_bytes,
         write_timeout: limits.write_timeout,
         origins,
+        write_spacing: Duration::ZERO,
     };
     let namespace = Arc::new(FeedNamespace {
         feed,

@@ -16,18 +16,35 @@ const PING_INTERVAL = 300;
 const PING_TIMEOUT = 200;
 
 let server;
+// The same example with a heartbeat too slow to reach a test: raw
+// exchanges that are not about the heartbeat run against it, so a ping
+// (due 300 ms after the handshake, easily reached on a loaded machine)
+// can't answer a poll that a step expects something else from.
+let calm;
 let base;
 let wsBase;
 
 before(async () => {
   server = await Conformance.start();
-  base = server.url;
-  wsBase = base.replace('http', 'ws');
+  calm = await Conformance.start(['--ping-interval', '60s', '--ping-timeout', '60s']);
+  useServer(server);
 });
 
 after(async () => {
   await server?.stop();
+  await calm?.stop();
 });
+
+function useServer(s) {
+  base = s.url;
+  wsBase = base.replace('http', 'ws');
+}
+
+/** Runs the enclosing describe's tests against the calm server. */
+function withoutHeartbeat() {
+  before(() => useServer(calm));
+  after(() => useServer(server));
+}
 
 const get = (path) => fetch(base + path, { signal: AbortSignal.timeout(WAIT) });
 const post = (path, body) => fetch(base + path, { method: 'POST', body, signal: AbortSignal.timeout(WAIT) });
@@ -157,6 +174,8 @@ describe('Engine.IO handshake', () => {
 });
 
 describe('Engine.IO messages', () => {
+  withoutHeartbeat();
+
   it('polling: one packet, several packets, text and binary are echoed', async () => {
     const sid = await open('/engine.io/');
     const url = `/engine.io/?EIO=4&transport=polling&sid=${sid}`;
@@ -278,6 +297,8 @@ describe('Engine.IO heartbeat', () => {
 });
 
 describe('Engine.IO upgrade', () => {
+  withoutHeartbeat();
+
   it('probe, noop to the poll, upgrade, then the websocket carries the session', async () => {
     const sid = await open('/engine.io/');
     const url = `/engine.io/?EIO=4&transport=polling&sid=${sid}`;
@@ -291,8 +312,11 @@ describe('Engine.IO upgrade', () => {
     assert.equal(await ws.next(), '4hello');
     // Polling is over for this session, and so are other websockets.
     assert.equal((await get(url)).status, 400);
+    // As the reference server does: the handshake completes and the
+    // second websocket is closed at once, without touching the session.
     const second = new Raw(`${wsBase}/engine.io/?EIO=4&transport=websocket&sid=${sid}`);
-    await assert.rejects(second.opened, /HTTP 400/);
+    await second.opened;
+    await second.closed;
     ws.send('4still here');
     assert.equal(await ws.next(), '4still here');
     ws.close();
@@ -514,10 +538,12 @@ describe('stock clients against the conformance server', () => {
   it('socket.io-client: auth, message-back with binary, acks both ways, custom namespace', async () => {
     const socket = io(base, { auth: { token: 'xyz' }, reconnection: false });
     const custom = io(`${base}/custom`, { reconnection: false });
+    // Both listeners first: the two share one Engine.IO connection, and
+    // one poll may carry both namespaces' auth events.
+    const auths = [nextEvent(socket, 'auth'), nextEvent(custom, 'auth')];
     try {
-      const [auth] = await nextEvent(socket, 'auth');
+      const [[auth], [customAuth]] = await Promise.all(auths);
       assert.deepEqual(auth, { token: 'xyz' });
-      const [customAuth] = await nextEvent(custom, 'auth');
       assert.deepEqual(customAuth, {});
       socket.emit('message', 1, 'two', Buffer.from([3]));
       const back = await nextEvent(socket, 'message-back');

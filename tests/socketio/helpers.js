@@ -224,9 +224,10 @@ class Livefeed extends Proc {
 
 /** The socketio_conformance example on a free port. */
 class Conformance extends Proc {
-  static async start() {
+  /** `args`: more flags, such as `--ping-interval 60s`. */
+  static async start(args = []) {
     const port = await freePort();
-    const server = new Conformance(CONFORMANCE_BIN, ['--port', String(port)], port);
+    const server = new Conformance(CONFORMANCE_BIN, ['--port', String(port), ...args], port);
     await server.start('/engine.io/?EIO=4&transport=polling');
     return server;
   }

@@ -10,6 +10,10 @@ use async_std::task;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+/// How long a session the client closed over polling stays findable for a
+/// poll that was already on its way (see [`Core::poll`]).
+pub const CROSSED_POLL_GRACE: Duration = Duration::from_secs(2);
+
 /// One Engine.IO session.
 pub struct Session {
     pub(super) sid: Arc<str>,
@@ -17,6 +21,7 @@ pub struct Session {
     pub(super) handler: OnceLock<Arc<dyn SessionHandler>>,
     pub(super) engine: Weak<Engine>,
     pub(super) write_timeout: Duration,
+    pub(super) write_spacing: Duration,
 }
 
 impl std::fmt::Debug for Session {
@@ -54,11 +59,28 @@ impl Session {
 
     fn finish(self: &Arc<Self>, reason: CloseReason) {
         log::debug!("engine.io session {} closed: {reason:?}", self.sid);
-        if let Some(engine) = self.engine.upgrade() {
-            engine.registry().remove(&self.sid);
+        if self.core().owes_noop() {
+            // Still findable by the poll that crossed the client's close
+            // (it gets its noop, then the session goes), for a while.
+            let session = Arc::downgrade(self);
+            task::spawn(async move {
+                task::sleep(CROSSED_POLL_GRACE).await;
+                if let Some(session) = session.upgrade() {
+                    session.unregister();
+                }
+            });
+        } else {
+            self.unregister();
         }
         if let Some(handler) = self.handler.get() {
             handler.closed(self, reason);
+        }
+    }
+
+    /// Takes the session out of its engine's registry.
+    pub(super) fn unregister(&self) {
+        if let Some(engine) = self.engine.upgrade() {
+            engine.registry().remove(&self.sid);
         }
     }
 

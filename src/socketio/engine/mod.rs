@@ -293,6 +293,7 @@ impl Engine {
             handler: OnceLock::new(),
             engine: Arc::downgrade(self),
             write_timeout: self.config.write_timeout,
+            write_spacing: self.config.write_spacing,
         });
         {
             let mut sessions = self.registry();

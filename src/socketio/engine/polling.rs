@@ -11,7 +11,13 @@ use tide::{Request, Response, StatusCode};
 
 impl Session {
     pub(super) async fn poll(self: &Arc<Self>) -> Result<Response, EngineError> {
-        let frames = match self.with_core(|core| core.poll())? {
+        let (poll, closed) = self.with_core(|core| (core.poll(), core.closed().is_some()));
+        if closed {
+            // A closed session answers a poll once (the noop owed after a
+            // client close); after that it is gone.
+            self.unregister();
+        }
+        let frames = match poll? {
             Poll::Ready(frames) => frames,
             // A dropped sender without an answer only happens at close.
             Poll::Wait(rx) => rx.await.unwrap_or_else(|_| vec![Frame::close()]),

@@ -196,6 +196,10 @@ pub struct Core {
     just_closed: Option<CloseReason>,
     room: Vec<oneshot::Sender<()>>,
     bell: Option<async_channel::Sender<()>>,
+    /// The client closed this polling session with no poll waiting: the
+    /// poll it may have had in flight, crossing the close on the wire, is
+    /// still answered with the noop it would have got (once).
+    noop_owed: bool,
 }
 
 impl Core {
@@ -217,6 +221,7 @@ impl Core {
             just_closed: None,
             room: Vec::new(),
             bell: None,
+            noop_owed: false,
         }
     }
 
@@ -234,6 +239,12 @@ impl Core {
     /// unregisters the session and tells the application.
     pub fn take_just_closed(&mut self) -> Option<CloseReason> {
         self.just_closed.take()
+    }
+
+    /// Whether a poll may still come for the noop of a client close (see
+    /// [`Core::poll`]): the session stays findable meanwhile.
+    pub fn owes_noop(&self) -> bool {
+        self.noop_owed
     }
 
     /// Frames waiting in the outbox.
@@ -260,7 +271,10 @@ impl Core {
     /// A GET poll arrived.
     pub fn poll(&mut self) -> Result<Poll, Refused> {
         if self.closed.is_some() {
-            return Err(Refused::Closed);
+            return match std::mem::take(&mut self.noop_owed) {
+                true => Ok(Poll::Ready(vec![Frame::noop()])),
+                false => Err(Refused::Closed),
+            };
         }
         if self.transport != Transport::Polling {
             return Err(Refused::BadRequest);
@@ -448,11 +462,18 @@ impl Core {
 
     /// Up to `max_payload` bytes of frames (at least one), oldest first.
     fn take_batch(&mut self) -> Vec<Frame> {
+        self.take_up_to(usize::MAX)
+    }
+
+    /// [`Core::take_batch`], at most `frames` of them.
+    fn take_up_to(&mut self, frames: usize) -> Vec<Frame> {
         let mut batch = Vec::new();
         let mut bytes = 0;
         while let Some(frame) = self.outbox.front() {
             let cost = frame.cost();
-            if !batch.is_empty() && bytes + cost > self.limits.max_payload {
+            if batch.len() == frames
+                || (!batch.is_empty() && bytes + cost > self.limits.max_payload)
+            {
                 break;
             }
             bytes += cost;
@@ -468,8 +489,13 @@ impl Core {
 
     /// What the websocket writer does next.
     pub fn take(&mut self) -> Take {
+        self.take_at_most(usize::MAX)
+    }
+
+    /// [`Core::take`], with at most `frames` frames.
+    pub fn take_at_most(&mut self, frames: usize) -> Take {
         if !self.outbox.is_empty() {
-            return Take::Frames(self.take_batch());
+            return Take::Frames(self.take_up_to(frames));
         }
         match self.closed {
             Some(reason) => Take::Close(reason),
@@ -523,7 +549,10 @@ impl Core {
             } else {
                 Frame::close()
             });
-            poll.send(last).ok();
+            self.noop_owed = poll.send(last).is_err() && reason == CloseReason::ClientClose;
+        } else {
+            self.noop_owed =
+                reason == CloseReason::ClientClose && self.transport == Transport::Polling;
         }
         if !(reason.flushes() && self.transport == Transport::WebSocket) {
             self.outbox.clear();
@@ -695,6 +724,30 @@ mod tests {
         );
         assert_eq!(answered(&mut rx), ["6"]);
         assert_eq!(core.take_just_closed(), Some(CloseReason::ClientClose));
+        // That poll had the noop: the next one finds the session gone.
+        assert!(!core.owes_noop());
+        assert_eq!(core.poll().unwrap_err(), Refused::Closed);
+    }
+
+    #[test]
+    fn a_poll_crossing_the_client_close_gets_noop_once() {
+        let now = Instant::now();
+        let mut core = polling(now);
+        core.post_begin().unwrap();
+        // The close is handled before the poll the client sent with it.
+        assert_eq!(
+            core.receive(Packet::Close, now, Via::Polling),
+            Received::Closed
+        );
+        assert!(core.owes_noop());
+        assert_eq!(ready(core.poll()), ["6"]);
+        assert!(!core.owes_noop());
+        assert_eq!(core.poll().unwrap_err(), Refused::Closed);
+        // Other closes owe nothing.
+        let mut core = polling(now);
+        core.close(CloseReason::PingTimeout);
+        assert!(!core.owes_noop());
+        assert_eq!(core.poll().unwrap_err(), Refused::Closed);
     }
 
     #[test]
@@ -845,6 +898,22 @@ mod tests {
         core.close(CloseReason::ServerShutdown);
         assert!(rx.try_recv().is_err());
         assert_eq!(answered(&mut rx2), ["4a", "1"]);
+    }
+
+    #[test]
+    fn the_writer_may_take_frames_one_at_a_time() {
+        let mut core = Core::new(Transport::WebSocket, Instant::now(), limits());
+        core.push(Frame::message("0"), false);
+        core.push(Frame::message("2[\"auth\"]"), false);
+        match core.take_at_most(1) {
+            Take::Frames(frames) => assert_eq!(text(&frames), ["40"]),
+            other => panic!("{other:?}"),
+        }
+        match core.take() {
+            Take::Frames(frames) => assert_eq!(text(&frames), ["42[\"auth\"]"]),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(core.take_at_most(1), Take::Idle));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::handle::Session;
 use super::packet::{Frame, Packet};
-use super::session::{CloseReason, Received, Take, Transport, Via};
+use super::session::{CloseReason, Received, Refused, Take, Transport, Via};
 use super::{Engine, EngineError};
 use crate::net::cork::Cork;
 use crate::net::websocket::{self, Upgraded};
@@ -30,32 +30,39 @@ impl Engine {
         let key = websocket_key(&req).ok_or(EngineError::BadRequest)?;
         let ws = self.next_ws.fetch_add(1, Ordering::Relaxed);
         // A probe for a polling session, or a session of its own.
-        let probed = match sid {
+        let probe = match sid {
             Some(sid) => {
                 let session = self.find(&sid).ok_or(EngineError::SessionUnknown)?;
-                session.with_core(|core| core.probe_begin(ws))?;
-                Some(session)
+                match session.with_core(|core| core.probe_begin(ws)) {
+                    Ok(()) => Probe::Session(session),
+                    Err(Refused::Closed) => return Err(EngineError::SessionUnknown),
+                    // Upgraded already, or another websocket is probing:
+                    // as the reference server does, the handshake
+                    // completes and the websocket is closed at once.
+                    Err(Refused::BadRequest) => Probe::Refused,
+                }
             }
             None if self.session_count() >= self.config.max_sessions => {
                 return Err(EngineError::TooManySessions)
             }
-            None => None,
+            None => Probe::None,
         };
         let (res, upgraded) = websocket::switch(&key, self.config.max_payload).await;
         let engine = self.clone();
         task::spawn(async move {
             let Some(Upgraded { conn, cork }) = upgraded.await else {
-                if let Some(session) = probed {
+                if let Probe::Session(session) = probe {
                     session.with_core(|core| core.probe_end(ws));
                 }
                 return;
             };
-            match probed {
-                Some(session) => {
+            match probe {
+                Probe::Session(session) => {
                     let timeout = engine.config.upgrade_timeout;
                     run_probe(session, conn, cork, ws, timeout).await
                 }
-                None => match engine.open(Transport::WebSocket) {
+                Probe::Refused => close_quietly(&conn).await,
+                Probe::None => match engine.open(Transport::WebSocket) {
                     Ok(session) => run_websocket(session, conn, cork, 0).await,
                     Err(_) => close_websocket(&conn, CloseReason::SlowConsumer).await,
                 },
@@ -63,6 +70,16 @@ impl Engine {
         });
         Ok(res)
     }
+}
+
+/// What a websocket handshake with a session id leads to.
+enum Probe {
+    /// No session id: a session of its own.
+    None,
+    /// Probing this polling session for an upgrade.
+    Session(Arc<Session>),
+    /// A session that can't take this websocket.
+    Refused,
 }
 
 /// A probing websocket: answers `2probe`, waits for `5`, then carries the
@@ -154,9 +171,17 @@ async fn write_loop(
     cork: Cork,
     rung: async_channel::Receiver<()>,
 ) {
+    let spacing = session.write_spacing;
+    let most = if spacing.is_zero() { usize::MAX } else { 1 };
+    let mut last_write: Option<Instant> = None;
     loop {
-        match session.with_core(|core| core.take()) {
+        match session.with_core(|core| core.take_at_most(most)) {
             Take::Frames(frames) => {
+                let wait =
+                    last_write.map(|at| (at + spacing).saturating_duration_since(Instant::now()));
+                if let Some(wait) = wait.filter(|wait| !wait.is_zero()) {
+                    task::sleep(wait).await;
+                }
                 for (i, frame) in frames.iter().enumerate() {
                     // Frames taken together leave in as few writes as the
                     // cork allows.
@@ -172,6 +197,9 @@ async fn write_loop(
                         session.close(CloseReason::TransportClose);
                         break;
                     }
+                }
+                if !spacing.is_zero() {
+                    last_write = Some(Instant::now());
                 }
             }
             Take::Idle => {
@@ -207,6 +235,15 @@ async fn close_websocket(conn: &WebSocketConnection, reason: CloseReason) {
     };
     // Best effort: the peer may be gone already.
     let close = conn.send(WsMessage::Close(Some(frame)));
+    async_std::future::timeout(Duration::from_secs(1), close)
+        .await
+        .ok();
+}
+
+/// Closes a websocket that never carried a session: a close frame without
+/// a status, as the reference server's `websocket.close()` sends.
+async fn close_quietly(conn: &WebSocketConnection) {
+    let close = conn.send(WsMessage::Close(None));
     async_std::future::timeout(Duration::from_secs(1), close)
         .await
         .ok();
