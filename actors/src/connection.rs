@@ -450,10 +450,17 @@ impl<S: Outbound> Handler<Deliver> for Connection<S> {
             return;
         }
         self.sink.more_pending(more);
-        if let Err(e) = self.write(&delivery).await {
-            log::debug!("connection {}: write failed: {e}", self.id);
-            self.closing = true;
-            ctx.stop(None);
+        match self.write(&delivery).await {
+            Ok(()) => self
+                .link
+                .metrics
+                .delivery_lag
+                .observe(delivery.made_at.elapsed()),
+            Err(e) => {
+                log::debug!("connection {}: write failed: {e}", self.id);
+                self.closing = true;
+                ctx.stop(None);
+            }
         }
     }
 }

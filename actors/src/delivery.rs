@@ -7,6 +7,7 @@
 //! every connection of that format shares the result.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 /// How many distinct wire formats may share one delivery.
 pub const MAX_FORMATS: usize = 4;
@@ -51,6 +52,8 @@ pub struct Delivery {
     pub kind: Kind,
     /// The change as JSON: the `data` every transport's frame carries.
     pub data: Arc<str>,
+    /// When the delivery was made: for a live change, when it was stored.
+    pub made_at: Instant,
     frames: [OnceLock<Arc<str>>; MAX_FORMATS],
 }
 
@@ -70,6 +73,7 @@ impl Delivery {
             feed,
             kind,
             data: data.into(),
+            made_at: Instant::now(),
             frames: Default::default(),
         })
     }

@@ -36,5 +36,5 @@ pub use delivery::{Delivery, Format, Kind, MAX_FORMATS};
 pub use hub::{
     Broadcast, CloseAll, Hub, HubConfig, HubStats, Join, Joined, Leave, Stats, Subscribers, Tick,
 };
-pub use metrics::Metrics;
+pub use metrics::{Histogram, HistogramSnapshot, Metrics, BUCKETS_US};
 pub use replay::{replayed, Feeds, Head, History, MemoryHistory, Span};

@@ -7,8 +7,19 @@
 
 use super::publish::Metric;
 use super::service::Feed;
-use livefeed_actors::Metrics;
+use livefeed_actors::{HistogramSnapshot, Metrics};
 use std::sync::atomic::Ordering;
+
+/// One Prometheus histogram of durations, as read at one moment.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// The metric's name, ending in `_seconds`.
+    pub name: &'static str,
+    /// The `# HELP` text.
+    pub help: &'static str,
+    /// Its buckets, count and sum.
+    pub snapshot: HistogramSnapshot,
+}
 
 impl Feed {
     /// Every metric of the feed, its connections and its publisher.
@@ -98,5 +109,21 @@ impl Feed {
         ];
         self.publisher().metrics(&mut out);
         out
+    }
+
+    /// The feed's latency histograms.
+    pub fn timings(&self) -> Vec<Timing> {
+        vec![
+            Timing {
+                name: "livefeed_post_create_duration_seconds",
+                help: "Successful creates, from the request being read to its answer (HTTP 201 or Socket.IO ack), durable by then.",
+                snapshot: self.counts.create_latency.snapshot(),
+            },
+            Timing {
+                name: "livefeed_delivery_lag_seconds",
+                help: "Live changes, from being stored to their frame being written to a client (one observation per client).",
+                snapshot: self.link.metrics.delivery_lag.snapshot(),
+            },
+        ]
     }
 }

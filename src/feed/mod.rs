@@ -22,7 +22,7 @@ pub mod access;
 pub mod admission;
 pub mod change;
 pub mod idempotency;
-mod metrics;
+pub mod metrics;
 pub mod name;
 pub mod post;
 pub mod publish;

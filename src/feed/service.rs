@@ -22,7 +22,7 @@ use super::post::{Invalid, NewPost, Patch};
 use super::publish::{
     Created, Expect, Found, Health, Page, Posts, PublishError, Publisher, StorageError,
 };
-use livefeed_actors::{Broadcast, Hub, Link, Subscribers};
+use livefeed_actors::{Broadcast, Histogram, Hub, Link, Subscribers};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,6 +96,8 @@ pub(super) struct Counts {
     pub(super) updated: AtomicU64,
     pub(super) deleted: AtomicU64,
     pub(super) rejected: AtomicU64,
+    /// Successful creates, from the request to the answer.
+    pub(super) create_latency: Histogram,
 }
 
 impl std::fmt::Debug for Feed {
@@ -245,6 +247,12 @@ impl Feed {
             Err(_) => self.counts.rejected.fetch_add(1, Ordering::Relaxed),
         };
         result
+    }
+
+    /// Counts how long a successful create took a transport, from reading
+    /// the request to its answer (an HTTP `201`, a Socket.IO ack).
+    pub fn created_in(&self, took: Duration) {
+        self.counts.create_latency.observe(took);
     }
 
     /// Counts a write refused before it reached the feed (a transport's own

@@ -2,6 +2,7 @@
 //! and the embedded browser demo at `/`.
 
 use super::{handler, json_response, ApiError, RequestCount, Router};
+use crate::feed::metrics::Timing;
 use crate::feed::publish::{Health, Metric, MetricKind};
 use crate::feed::Feed;
 use rust_embed::RustEmbed;
@@ -101,9 +102,11 @@ async fn metrics(ops: Ops, _req: Request<()>) -> Response {
         "HTTP requests answered.",
         ops.requests.get(),
     ));
+    let mut text = render(&rows);
+    render_timings(&mut text, &ops.feed.timings());
     Response::builder(StatusCode::Ok)
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(render(&rows))
+        .body(text)
         .build()
 }
 
@@ -125,6 +128,46 @@ fn render(rows: &[Metric]) -> String {
         );
     }
     out
+}
+
+/// Appends `timings` to `out` as Prometheus histograms (seconds).
+fn render_timings(out: &mut String, timings: &[Timing]) {
+    for t in timings {
+        let s = &t.snapshot;
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} histogram\n",
+            name = t.name,
+            help = t.help
+        );
+        for (bound_us, n) in &s.buckets {
+            let _ = writeln!(
+                out,
+                "{}_bucket{{le=\"{}\"}} {n}",
+                t.name,
+                seconds(*bound_us)
+            );
+        }
+        let _ = write!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}\n",
+            name = t.name,
+            count = s.count,
+            sum = seconds(s.sum_us)
+        );
+    }
+}
+
+/// Microseconds as decimal seconds, exactly (`250` → `0.00025`).
+fn seconds(us: u64) -> String {
+    let whole = us / 1_000_000;
+    let frac = us % 1_000_000;
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let digits = format!("{frac:06}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
 /// Serves `/` and the files of `public/`.
@@ -159,6 +202,30 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."));
         assert!(doc["paths"].as_object().unwrap().contains_key("/events"));
+    }
+
+    #[test]
+    fn histograms_render_cumulative_buckets_in_seconds() {
+        let h = livefeed_actors::Histogram::default();
+        h.observe(std::time::Duration::from_micros(300));
+        h.observe(std::time::Duration::from_millis(2));
+        let mut text = String::new();
+        render_timings(
+            &mut text,
+            &[Timing {
+                name: "x_seconds",
+                help: "X.",
+                snapshot: h.snapshot(),
+            }],
+        );
+        assert!(text.starts_with("# HELP x_seconds X.\n# TYPE x_seconds histogram\n"));
+        assert!(text.contains("x_seconds_bucket{le=\"0.00025\"} 0\n"));
+        assert!(text.contains("x_seconds_bucket{le=\"0.0005\"} 1\n"));
+        assert!(text.contains("x_seconds_bucket{le=\"0.0025\"} 2\n"));
+        assert!(text.contains("x_seconds_bucket{le=\"10\"} 2\n"));
+        assert!(text.ends_with(
+            "x_seconds_bucket{le=\"+Inf\"} 2\nx_seconds_sum 0.0023\nx_seconds_count 2\n"
+        ));
     }
 
     #[test]

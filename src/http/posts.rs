@@ -97,6 +97,7 @@ fn post_response(status: StatusCode, stored: &Stored) -> Response {
 }
 
 async fn create(feed: Arc<Feed>, mut req: Request<()>) -> Response {
+    let started = std::time::Instant::now();
     let grant = grant(&feed, &req);
     let checked = async {
         let target = route_feed(&req).inspect_err(|_| feed.reject())?;
@@ -106,10 +107,11 @@ async fn create(feed: Arc<Feed>, mut req: Request<()>) -> Response {
         let keyed = keyed(&req, &target).inspect_err(|_| feed.reject())?;
         let body = json_body(&feed, &mut req).await?;
         // A replay is answered as the create it repeats was.
-        let stored = feed
-            .create(&grant, target, &body, keyed.as_ref())
-            .await?
-            .stored;
+        let created = feed.create(&grant, target, &body, keyed.as_ref()).await?;
+        if !created.replayed {
+            feed.created_in(started.elapsed());
+        }
+        let stored = created.stored;
         let mut res = post_response(StatusCode::Created, &stored);
         res.insert_header(headers::LOCATION, format!("/posts/{}", stored.post.id));
         Ok::<_, ApiError>(res)

@@ -265,6 +265,7 @@ async fn write(
     token: Option<&str>,
     body: &str,
 ) -> Result<String, ApiError> {
+    let started = std::time::Instant::now();
     let grant = feed.grant(token);
     if event == CREATE_POST {
         // `{feed?, idempotencyKey?, title, content, author?}`: the post goes
@@ -305,6 +306,9 @@ async fn write(
         let created = feed
             .create(&grant, target, body.as_bytes(), keyed.as_ref())
             .await?;
+        if !created.replayed {
+            feed.created_in(started.elapsed());
+        }
         return Ok(wire::post_ack(&created.stored.json));
     }
     // The credential first, as over HTTP (against the default feed, which

@@ -305,6 +305,56 @@ async fn publish_token_guards_creates() {
     assert_eq!(res.status, 201);
 }
 
+/// `/metrics` has the two latency histograms an operator watches: creates
+/// to their `201`, and live changes from being stored to being written to
+/// each client.
+#[async_std::test]
+async fn metrics_time_creates_and_deliveries() {
+    use crate::common::wait_until;
+    let server = TestServer::start().await;
+    let mut a = server.ws("").await;
+    let mut b = server.ws("").await;
+    a.welcome().await;
+    b.welcome().await;
+    server.create("t", "c").await;
+    assert_eq!(a.event().await["event"], "newPost");
+    assert_eq!(b.event().await["event"], "newPost");
+    let text = server.get("/metrics").await.text();
+    for name in [
+        "livefeed_post_create_duration_seconds",
+        "livefeed_delivery_lag_seconds",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {name} histogram\n")),
+            "{name}"
+        );
+        assert!(
+            text.contains(&format!("{name}_bucket{{le=\"+Inf\"}} ")),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        server
+            .metric("livefeed_post_create_duration_seconds_count")
+            .await,
+        1
+    );
+    // One observation per client written to (just after its frame left).
+    wait_until("both deliveries timed", || async {
+        server.metric("livefeed_delivery_lag_seconds_count").await == 2
+    })
+    .await;
+    // A refused create is not timed.
+    let refused = server.post_json("{}").await;
+    assert_eq!(refused.status, 422);
+    assert_eq!(
+        server
+            .metric("livefeed_post_create_duration_seconds_count")
+            .await,
+        1
+    );
+}
+
 #[async_std::test]
 async fn health_metrics_demo_and_unknown_routes() {
     let server = TestServer::start().await;
