@@ -135,8 +135,28 @@ pub async fn accept_loop(
         if let Err(e) = stream.set_nodelay(true) {
             log::debug!("TCP_NODELAY: {e}");
         }
-        async_std::task::spawn(serve_connection(app.clone(), stream, connections.clone()));
+        http_executor()
+            .spawn(serve_connection(app.clone(), stream, connections.clone()))
+            .detach();
     }
+}
+
+/// The executor HTTP connections run on: one thread of its own, beside
+/// async-std's, which run the actors. A fan-out to thousands of clients
+/// makes thousands of actor tasks runnable at once; a request's task queued
+/// behind them would wait for the whole fan-out (the next post's `201`,
+/// and so its delivery, with it). On a thread of its own, mostly asleep,
+/// the kernel schedules it as soon as its socket is readable.
+fn http_executor() -> &'static async_executor::Executor<'static> {
+    static EXECUTOR: async_executor::Executor<'static> = async_executor::Executor::new();
+    static THREAD: std::sync::Once = std::sync::Once::new();
+    THREAD.call_once(|| {
+        std::thread::Builder::new()
+            .name("livefeed-http".into())
+            .spawn(|| async_io::block_on(EXECUTOR.run(futures::future::pending::<()>())))
+            .expect("spawning the HTTP thread");
+    });
+    &EXECUTOR
 }
 
 /// Serves `stream`'s requests with `app` until the connection closes, or
@@ -195,7 +215,20 @@ pub async fn serve_connection(app: super::Server, stream: TcpStream, connections
         // response on the connection.
         let body_read = request::lock(&inbound).end_request();
         let may_keep = body_read && !connections.stop.is_closed();
-        match response::write(&mut writer, res, &exchange, may_keep).await {
+        let written = if res.len().is_none() && res.status() != StatusCode::SwitchingProtocols {
+            // A body streamed for as long as the client stays (`/events`)
+            // is written by async-std's threads, with the actors that feed
+            // it: this thread stays free for requests.
+            let mut stream = writer.clone();
+            let exchange = exchange.clone();
+            async_std::task::spawn(async move {
+                response::write(&mut stream, res, &exchange, may_keep).await
+            })
+            .await
+        } else {
+            response::write(&mut writer, res, &exchange, may_keep).await
+        };
+        match written {
             Ok(After::KeepAlive) => continue,
             Ok(After::Close) => return linger(writer, &inbound).await,
             Ok(After::Upgrade(sender)) => {
