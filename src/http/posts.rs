@@ -43,11 +43,23 @@ fn grant(feed: &Feed, req: &Request<()>) -> Grant {
     ))
 }
 
+/// The route's `{feed}` as sent; `None` on the `/posts` routes. (Asked of
+/// tide only where the route has it: a missing parameter is an error value
+/// that captures a backtrace, a cost on every create where backtraces are
+/// on.)
+fn feed_param<'r>(req: &'r Request<()>) -> Option<&'r str> {
+    if req.url().path().starts_with("/feeds/") {
+        req.param("feed").ok()
+    } else {
+        None
+    }
+}
+
 /// The route's `{feed}`, or the default feed on the `/posts` routes.
 fn route_feed(req: &Request<()>) -> Result<FeedName, ApiError> {
-    match req.param("feed") {
-        Ok(name) => Ok(FeedName::parse(name).map_err(crate::feed::FeedError::from)?),
-        Err(_) => Ok(FeedName::main()),
+    match feed_param(req) {
+        Some(name) => Ok(FeedName::parse(name).map_err(crate::feed::FeedError::from)?),
+        None => Ok(FeedName::main()),
     }
 }
 
@@ -66,9 +78,9 @@ fn keyed(req: &Request<()>, target: &FeedName) -> Result<Option<Keyed>, ApiError
         return Err(crate::feed::FeedError::from(twice).into());
     };
     let key = Key::parse(value.as_str()).map_err(crate::feed::FeedError::from)?;
-    let route = match req.param("feed") {
-        Ok(_) => format!("/feeds/{target}/posts"),
-        Err(_) => "/posts".to_owned(),
+    let route = match feed_param(req) {
+        Some(_) => format!("/feeds/{target}/posts"),
+        None => "/posts".to_owned(),
     };
     Ok(Some(Keyed { key, route }))
 }
