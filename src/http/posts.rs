@@ -47,7 +47,7 @@ fn grant(feed: &Feed, req: &Request<()>) -> Grant {
 /// tide only where the route has it: a missing parameter is an error value
 /// that captures a backtrace, a cost on every create where backtraces are
 /// on.)
-fn feed_param<'r>(req: &'r Request<()>) -> Option<&'r str> {
+fn feed_param(req: &Request<()>) -> Option<&str> {
     if req.url().path().starts_with("/feeds/") {
         req.param("feed").ok()
     } else {
