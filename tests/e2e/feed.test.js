@@ -3,40 +3,17 @@
 // in Debian's Chromium. Each test gets its own server (fresh data dir, free
 // port); the browser is shared.
 
-const { it, before, after } = require('node:test');
+const { it } = require('node:test');
 const assert = require('node:assert/strict');
 const {
-  LivefeedServer, e2eSuite, createPost, createPosts, editPost, launchBrowser, openFeed,
+  browserHarness, e2eSuite, createPost, createPosts, editPost,
   waitForStatus, feedIds, waitForIds, assertStrictlyDescending, screenshot,
 } = require('./helpers');
 
 
 e2eSuite('livefeed demo page', { timeout: 120000 }, () => {
-  let browser;
-  const servers = [];
-  const contexts = [];
-
-  before(async () => {
-    browser = await launchBrowser();
-  });
-
-  after(async () => {
-    for (const c of contexts) await c.close().catch(() => {});
-    if (browser) await browser.close().catch(() => {});
-    for (const s of servers) await s.dispose().catch(() => {});
-  });
-
-  async function server() {
-    const s = await LivefeedServer.start();
-    servers.push(s);
-    return s;
-  }
-
-  async function open(srv, opts) {
-    const page = await openFeed(browser, srv.baseURL, opts);
-    contexts.push(page.context());
-    return page;
-  }
+  const harness = browserHarness();
+  const { server, open } = harness;
 
   function assertHealthy(page) {
     assert.deepEqual(page.pageErrors, [], 'no uncaught errors in the page');
@@ -268,8 +245,7 @@ e2eSuite('livefeed demo page', { timeout: 120000 }, () => {
   it('retries a failed initial load, then goes live', async () => {
     const srv = await server();
     const existing = await createPost(srv.baseURL, { title: 'already there', content: 'x' });
-    const context = await browser.newContext({ baseURL: srv.baseURL });
-    contexts.push(context);
+    const context = await harness.newContext({ baseURL: srv.baseURL });
     const page = await context.newPage();
     const pageErrors = [];
     page.on('pageerror', (e) => pageErrors.push(e.message));

@@ -5,49 +5,17 @@
 // own, and switching back to a feed resuming it with since=<its cursor>.
 // Each test gets its own server; the browser is shared.
 
-const { it, before, after } = require('node:test');
+const { it } = require('node:test');
 const assert = require('node:assert/strict');
 const {
-  LivefeedServer, e2eSuite, createPost, createPosts, editPost, deletePost, listFeeds, listPosts,
-  launchBrowser, openFeed, waitForStatus, feedIds, waitForIds, waitForGone, waitForPostText,
+  browserHarness, assertPageHealthy: assertHealthy, e2eSuite, createPost, createPosts, editPost, deletePost, listFeeds, listPosts,
+  waitForStatus, feedIds, waitForIds, waitForGone, waitForPostText,
   waitForServerState, assertStrictlyDescending, pollUntil, screenshot, routePublicOverride,
 } = require('./helpers');
 
 e2eSuite('livefeed named feeds', { timeout: 240000 }, () => {
-  let browser;
-  const servers = [];
-  const contexts = [];
-
-  before(async () => {
-    browser = await launchBrowser();
-  });
-
-  after(async () => {
-    for (const c of contexts) await c.close().catch(() => {});
-    if (browser) await browser.close().catch(() => {});
-    for (const s of servers) await s.dispose().catch(() => {});
-  });
-
-  async function server(opts) {
-    const s = await LivefeedServer.start(opts);
-    servers.push(s);
-    return s;
-  }
-
-  async function open(srv, opts) {
-    const page = await openFeed(browser, srv.baseURL, opts);
-    contexts.push(page.context());
-    return page;
-  }
-
-  // `expected`: console errors the test provoked on purpose (Chromium logs
-  // every 4xx answer to fetch as "Failed to load resource").
-  function assertHealthy(page, expected = []) {
-    assert.deepEqual(page.pageErrors, [], 'no uncaught errors in the page');
-    const unexpected = page.consoleErrors.filter((m) => !expected.some((re) => re.test(m)));
-    assert.deepEqual(unexpected, [], 'no console errors in the page');
-    assert.deepEqual(page.dialogs, [], 'no dialog opened');
-  }
+  const harness = browserHarness();
+  const { server, open } = harness;
 
   // Every request the page sends from now on: { method, url (path+query) }.
   function recordRequests(page) {
@@ -219,8 +187,7 @@ e2eSuite('livefeed named feeds', { timeout: 240000 }, () => {
   it('ignores a frame of another feed, should one arrive on the socket', async () => {
     const srv = await server();
     const base = srv.baseURL;
-    const context = await browser.newContext({ baseURL: base });
-    contexts.push(context);
+    const context = await harness.newContext({ baseURL: base });
     await routePublicOverride(context);
     const page = await context.newPage();
     const pageErrors = [];

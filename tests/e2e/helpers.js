@@ -67,6 +67,56 @@ function e2eSuite(name, options, fn) {
   describe(name, { ...options, skip: missing || false }, fn);
 }
 
+// The browser a suite's tests share, and the servers and pages they open,
+// all closed after the suite. Call it in the suite's body (it registers the
+// suite's before and after hooks).
+function browserHarness() {
+  const { before, after } = require('node:test');
+  let browser;
+  const servers = [];
+  const contexts = [];
+
+  before(async () => {
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    for (const c of contexts) await c.close().catch(() => {});
+    if (browser) await browser.close().catch(() => {});
+    for (const s of servers) await s.dispose().catch(() => {});
+  });
+
+  return {
+    // A browser context of the test's own, closed with the suite's.
+    async newContext(opts) {
+      const context = await browser.newContext(opts);
+      contexts.push(context);
+      return context;
+    },
+    async server(opts) {
+      const s = await LivefeedServer.start(opts);
+      servers.push(s);
+      return s;
+    },
+    async open(srv, opts) {
+      const page = await openFeed(browser, srv.baseURL, opts);
+      contexts.push(page.context());
+      return page;
+    },
+  };
+}
+
+// No uncaught errors, no console errors but the `expected` ones (tests
+// provoke some on purpose: Chromium logs every 4xx answer to fetch as
+// "Failed to load resource"), no dialog left open.
+function assertPageHealthy(page, expected = []) {
+  const assert = require('node:assert/strict');
+  assert.deepEqual(page.pageErrors, [], 'no uncaught errors in the page');
+  const unexpected = page.consoleErrors.filter((m) => !expected.some((re) => re.test(m)));
+  assert.deepEqual(unexpected, [], 'no console errors in the page');
+  assert.deepEqual(page.dialogs, [], 'no dialog opened');
+}
+
 function withTimeout(promise, ms, what) {
   let timer;
   const timeout = new Promise((_, reject) => {
@@ -553,6 +603,8 @@ async function screenshot(page, name, { fullPage = false, docsName = null } = {}
 }
 
 module.exports = {
+  browserHarness,
+  assertPageHealthy,
   REPO_ROOT,
   SCREENSHOT_DIR,
   LIVEFEED_BIN,

@@ -4,49 +4,17 @@
 // made through the HTTP API, and the 412 of an edit that lost a race. Each
 // test gets its own server; the browser is shared.
 
-const { it, before, after } = require('node:test');
+const { it } = require('node:test');
 const assert = require('node:assert/strict');
 const {
-  LivefeedServer, e2eSuite, createPost, createPosts, editPost, deletePost, getPost,
-  launchBrowser, openFeed, feedIds, waitForIds, waitForGone, waitForPostText,
+  browserHarness, assertPageHealthy: assertHealthy, e2eSuite, createPost, createPosts, editPost, deletePost, getPost,
+  feedIds, waitForIds, waitForGone, waitForPostText,
   feedState, waitForServerState, screenshot,
 } = require('./helpers');
 
 e2eSuite('livefeed edit and delete', { timeout: 120000 }, () => {
-  let browser;
-  const servers = [];
-  const contexts = [];
-
-  before(async () => {
-    browser = await launchBrowser();
-  });
-
-  after(async () => {
-    for (const c of contexts) await c.close().catch(() => {});
-    if (browser) await browser.close().catch(() => {});
-    for (const s of servers) await s.dispose().catch(() => {});
-  });
-
-  async function server() {
-    const s = await LivefeedServer.start();
-    servers.push(s);
-    return s;
-  }
-
-  async function open(srv, opts) {
-    const page = await openFeed(browser, srv.baseURL, opts);
-    contexts.push(page.context());
-    return page;
-  }
-
-  // `expected`: console errors the test provoked on purpose (Chromium logs
-  // every 4xx answer to fetch as "Failed to load resource").
-  function assertHealthy(page, expected = []) {
-    assert.deepEqual(page.pageErrors, [], 'no uncaught errors in the page');
-    const unexpected = page.consoleErrors.filter((m) => !expected.some((re) => re.test(m)));
-    assert.deepEqual(unexpected, [], 'no console errors in the page');
-    assert.deepEqual(page.dialogs, [], 'no dialog opened');
-  }
+  const harness = browserHarness();
+  const { server, open } = harness;
 
   // Requests the page sends with `method`, recorded from now on.
   function recordRequests(page, method) {
