@@ -6,7 +6,7 @@
 //! here the stream is upgraded with the caller's limit and handed to
 //! tide-websockets as a `WebSocketConnection`.
 
-use super::cork::{Cork, Corked};
+use super::cork::{self, Cork, Corked};
 use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use async_tungstenite::WebSocketStream;
 use sha1::{Digest, Sha1};
@@ -85,13 +85,68 @@ pub fn accept_key(key: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(digest)
 }
 
+/// Writes whole server frames to an upgraded websocket.
+pub type Outbox = cork::Outbox<tide::http::upgrade::Connection>;
+
 /// An upgraded websocket: tide-websockets' connection over a stream whose
-/// writes its [`Cork`] can hold back.
+/// writes its [`Cork`] can hold back, and the outbox that writes frames
+/// formatted once for many clients.
 pub struct Upgraded {
-    /// The connection; one task writes to it.
+    /// The connection: it reads, and writes control frames; one task
+    /// writes to it.
     pub conn: WebSocketConnection,
-    /// Holds writes back while more frames follow.
+    /// Holds the connection's writes back while more frames follow.
     pub cork: Cork,
+    /// Writes data frames (see [`FrameHeader`]), in order with the
+    /// connection's own.
+    pub outbox: Outbox,
+}
+
+/// The header of a whole (FIN), unmasked frame a server sends: the bytes
+/// that go before a payload of a given length (RFC 6455 §5.2).
+#[derive(Debug, Clone, Copy)]
+pub struct FrameHeader {
+    bytes: [u8; 10],
+    len: u8,
+}
+
+impl FrameHeader {
+    /// A text frame of `len` payload bytes.
+    pub fn text(len: usize) -> Self {
+        Self::new(0x1, len)
+    }
+
+    /// A binary frame of `len` payload bytes.
+    pub fn binary(len: usize) -> Self {
+        Self::new(0x2, len)
+    }
+
+    fn new(opcode: u8, len: usize) -> Self {
+        let mut bytes = [0u8; 10];
+        bytes[0] = 0x80 | opcode;
+        let used = match len {
+            0..=125 => {
+                bytes[1] = len as u8;
+                2
+            }
+            126..=0xffff => {
+                bytes[1] = 126;
+                bytes[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+                4
+            }
+            _ => {
+                bytes[1] = 127;
+                bytes[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+                10
+            }
+        };
+        Self { bytes, len: used }
+    }
+
+    /// The header's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
 }
 
 /// The `101 Switching Protocols` answer to a handshake with `key`, and the
@@ -112,7 +167,8 @@ pub async fn switch(
     let websocket = async move {
         let stream = upgraded.await?;
         let cork = Cork::default();
-        let stream = tide::http::upgrade::Connection::new(Corked::new(stream, cork.clone()));
+        let (corked, outbox) = Corked::new(stream, cork.clone());
+        let stream = tide::http::upgrade::Connection::new(corked);
         let limits = WebSocketConfig {
             max_send_queue: None,
             max_message_size: Some(max_message),
@@ -123,6 +179,7 @@ pub async fn switch(
         Some(Upgraded {
             conn: WebSocketConnection::from(ws),
             cork,
+            outbox,
         })
     };
     (res, websocket)
@@ -131,6 +188,21 @@ pub async fn switch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_headers_of_every_length_form() {
+        assert_eq!(FrameHeader::text(5).as_bytes(), [0x81, 5]);
+        assert_eq!(FrameHeader::binary(125).as_bytes(), [0x82, 125]);
+        assert_eq!(FrameHeader::text(126).as_bytes(), [0x81, 126, 0, 126]);
+        assert_eq!(
+            FrameHeader::text(65_535).as_bytes(),
+            [0x81, 126, 0xff, 0xff]
+        );
+        assert_eq!(
+            FrameHeader::text(65_536).as_bytes(),
+            [0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]
+        );
+    }
 
     #[test]
     fn accept_key_of_rfc_6455() {

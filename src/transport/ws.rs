@@ -8,9 +8,8 @@
 use crate::feed::access::Grant;
 use crate::feed::{wire, Feed, Liveness};
 use crate::http::{for_subject, handler, since_param, subscription, ApiError, Router};
-use crate::net::cork::Cork;
 use crate::net::origin::Origins;
-use crate::net::websocket::{self, HandshakeError, Upgraded};
+use crate::net::websocket::{self, FrameHeader, HandshakeError, Outbox, Upgraded};
 use async_trait::async_trait;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
@@ -62,9 +61,14 @@ async fn upgrade(route: Route, req: Request<()>) -> Response {
     let (res, upgraded) = websocket::switch(&key, MAX_FRAME).await;
     async_std::task::spawn(async move {
         // A client gone before the upgrade drops its ticket here.
-        if let Some(Upgraded { conn, cork }) = upgraded.await {
+        if let Some(Upgraded { conn, outbox, .. }) = upgraded.await {
             let inbound = conn.clone().map(classify).boxed();
-            ticket.attach(WsSink { conn, cork }, inbound, since, Liveness::Heartbeat);
+            let sink = WsSink {
+                conn,
+                outbox,
+                more: false,
+            };
+            ticket.attach(sink, inbound, since, Liveness::Heartbeat);
         }
     });
     for_subject(res, &grant)
@@ -92,11 +96,15 @@ fn classify(item: Result<Message, tide_websockets::Error>) -> Inbound {
     }
 }
 
-/// The connection actor's writer: tide-websockets' connection over a
-/// corked stream.
+/// The connection actor's writer: changes go through the outbox, as a
+/// header and the frame text every `/ws` client shares; the welcome and
+/// control frames through tide-websockets' connection, over the same
+/// stream.
 struct WsSink {
     conn: WebSocketConnection,
-    cork: Cork,
+    outbox: Outbox,
+    /// More changes follow the next one at once.
+    more: bool,
 }
 
 fn to_io(e: tide_websockets::Error) -> io::Error {
@@ -109,23 +117,22 @@ fn to_io(e: tide_websockets::Error) -> io::Error {
 #[async_trait]
 impl Outbound for WsSink {
     fn more_pending(&mut self, more: bool) {
-        self.cork.set(more);
+        self.more = more;
     }
 
     async fn welcome(&mut self, id: ConnectionId, joined: Joined) -> io::Result<()> {
-        self.cork.set(false);
         let frame = wire::ws_welcome(id, joined);
         self.conn.send_string(frame).await.map_err(to_io)
     }
 
     async fn deliver(&mut self, delivery: &Delivery) -> io::Result<()> {
-        // tungstenite 0.13 takes owned text: one copy of the shared frame.
-        let frame = delivery.frame(wire::Wire::Ws).to_string();
-        self.conn.send_string(frame).await.map_err(to_io)
+        let text = delivery.frame(wire::Wire::Ws).as_bytes();
+        let header = FrameHeader::text(text.len());
+        let more = std::mem::take(&mut self.more);
+        self.outbox.send(&[header.as_bytes(), text], more).await
     }
 
     async fn ping(&mut self) -> io::Result<()> {
-        self.cork.set(false);
         self.conn
             .send(Message::Ping(Vec::new()))
             .await
@@ -133,7 +140,6 @@ impl Outbound for WsSink {
     }
 
     async fn close(&mut self, close: Close) -> io::Result<()> {
-        self.cork.set(false);
         let frame = CloseFrame {
             code: CloseCode::from(close.code),
             reason: Cow::Borrowed(close.reason),

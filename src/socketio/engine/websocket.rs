@@ -6,8 +6,7 @@ use super::handle::Session;
 use super::packet::{Frame, Packet};
 use super::session::{CloseReason, Received, Refused, Take, Transport, Via};
 use super::{Engine, EngineError};
-use crate::net::cork::Cork;
-use crate::net::websocket::{self, Upgraded};
+use crate::net::websocket::{self, FrameHeader, Outbox, Upgraded};
 use async_std::task;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
@@ -50,7 +49,7 @@ impl Engine {
         let (res, upgraded) = websocket::switch(&key, self.config.max_payload).await;
         let engine = self.clone();
         task::spawn(async move {
-            let Some(Upgraded { conn, cork }) = upgraded.await else {
+            let Some(Upgraded { conn, outbox, .. }) = upgraded.await else {
                 if let Probe::Session(session) = probe {
                     session.with_core(|core| core.probe_end(ws));
                 }
@@ -59,11 +58,11 @@ impl Engine {
             match probe {
                 Probe::Session(session) => {
                     let timeout = engine.config.upgrade_timeout;
-                    run_probe(session, conn, cork, ws, timeout).await
+                    run_probe(session, conn, outbox, ws, timeout).await
                 }
                 Probe::Refused => close_quietly(&conn).await,
                 Probe::None => match engine.open(Transport::WebSocket) {
-                    Ok(session) => run_websocket(session, conn, cork, 0).await,
+                    Ok(session) => run_websocket(session, conn, outbox, 0).await,
                     Err(_) => close_websocket(&conn, CloseReason::SlowConsumer).await,
                 },
             }
@@ -87,7 +86,7 @@ enum Probe {
 async fn run_probe(
     session: Arc<Session>,
     conn: WebSocketConnection,
-    cork: Cork,
+    outbox: Outbox,
     ws: u64,
     upgrade_timeout: Duration,
 ) {
@@ -105,7 +104,10 @@ async fn run_probe(
             match session.with_core(|core| core.receive(packet, Instant::now(), Via::WebSocket(ws)))
             {
                 Received::ProbeReply => {
-                    if send_frame(&conn, &Frame::pong_probe()).await.is_err() {
+                    if send_frame(&outbox, &Frame::pong_probe(), false)
+                        .await
+                        .is_err()
+                    {
                         return false;
                     }
                 }
@@ -120,7 +122,7 @@ async fn run_probe(
         .unwrap_or(false);
     if upgraded {
         log::debug!("engine.io session {} upgraded to websocket", session.sid);
-        run_websocket(session, conn, cork, ws).await;
+        run_websocket(session, conn, outbox, ws).await;
     } else {
         session.with_core(|core| core.probe_end(ws));
         close_websocket(&conn, CloseReason::ProtocolError).await;
@@ -129,10 +131,10 @@ async fn run_probe(
 
 /// Runs a websocket that carries the session: the writer drains the
 /// outbox, this task reads.
-async fn run_websocket(session: Arc<Session>, conn: WebSocketConnection, cork: Cork, ws: u64) {
+async fn run_websocket(session: Arc<Session>, conn: WebSocketConnection, outbox: Outbox, ws: u64) {
     let (bell, rung) = async_channel::bounded(1);
     session.with_core(|core| core.set_bell(bell));
-    task::spawn(write_loop(session.clone(), conn.clone(), cork, rung));
+    task::spawn(write_loop(session.clone(), conn.clone(), outbox, rung));
     let mut incoming = conn;
     while let Some(item) = incoming.next().await {
         let packet = match item {
@@ -168,7 +170,7 @@ async fn run_websocket(session: Arc<Session>, conn: WebSocketConnection, cork: C
 async fn write_loop(
     session: Arc<Session>,
     conn: WebSocketConnection,
-    cork: Cork,
+    outbox: Outbox,
     rung: async_channel::Receiver<()>,
 ) {
     let spacing = session.write_spacing;
@@ -184,16 +186,11 @@ async fn write_loop(
                 }
                 for (i, frame) in frames.iter().enumerate() {
                     // Frames taken together leave in as few writes as the
-                    // cork allows.
-                    cork.set(i + 1 < frames.len());
-                    let sent = write_within(session.write_timeout, async {
-                        send_frame(&conn, frame)
-                            .await
-                            .map_err(std::io::Error::other)
-                    })
-                    .await;
+                    // outbox allows.
+                    let more = i + 1 < frames.len();
+                    let sent =
+                        write_within(session.write_timeout, send_frame(&outbox, frame, more)).await;
                     if sent.is_err() {
-                        cork.set(false);
                         session.close(CloseReason::TransportClose);
                         break;
                     }
@@ -208,7 +205,6 @@ async fn write_loop(
                 }
             }
             Take::Close(reason) => {
-                cork.set(false);
                 close_websocket(&conn, reason).await;
                 return;
             }
@@ -216,15 +212,14 @@ async fn write_loop(
     }
 }
 
-async fn send_frame(
-    conn: &WebSocketConnection,
-    frame: &Frame,
-) -> async_tungstenite::tungstenite::Result<()> {
-    match frame {
-        // tungstenite 0.13 takes owned buffers: one copy of the shared frame.
-        Frame::Text(text) => conn.send_string(text.to_string()).await,
-        Frame::Binary(bytes) => conn.send_bytes(bytes.to_vec()).await,
-    }
+/// Sends `frame` through the outbox (see [`net::cork`](crate::net::cork)):
+/// the shared text behind a header, with no copy per client.
+async fn send_frame(outbox: &Outbox, frame: &Frame, more: bool) -> std::io::Result<()> {
+    let (header, payload) = match frame {
+        Frame::Text(text) => (FrameHeader::text(text.len()), text.as_bytes()),
+        Frame::Binary(bytes) => (FrameHeader::binary(bytes.len()), &bytes[..]),
+    };
+    outbox.send(&[header.as_bytes(), payload], more).await
 }
 
 async fn close_websocket(conn: &WebSocketConnection, reason: CloseReason) {
