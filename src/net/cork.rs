@@ -81,7 +81,8 @@ impl<S: AsyncWrite + Unpin> Held<S> {
 
     /// Writes `parts` (one or more whole frames) now, with nothing held
     /// before them; what the stream does not take is held, so the frames
-    /// stay whole. Pending only if nothing was written.
+    /// stay whole. Pending only if nothing was taken: the caller offers
+    /// the same frames again.
     fn poll_write_whole(&mut self, cx: &mut Context<'_>, parts: &[&[u8]]) -> Poll<io::Result<()>> {
         debug_assert!(self.bytes.is_empty());
         let len: usize = parts.iter().map(|p| p.len()).sum();
@@ -97,10 +98,15 @@ impl<S: AsyncWrite + Unpin> Held<S> {
                 &stack[..len]
             }
             _ => {
+                // Taken whole into the held bytes, whatever the stream
+                // takes of them now.
                 for part in parts {
                     self.bytes.extend_from_slice(part);
                 }
-                return self.poll_drain(cx);
+                if let Poll::Ready(Err(e)) = self.poll_drain(cx) {
+                    return Poll::Ready(Err(e));
+                }
+                return Poll::Ready(Ok(()));
             }
         };
         let n = ready!(Pin::new(&mut self.inner).poll_write(cx, whole))?;
@@ -109,8 +115,10 @@ impl<S: AsyncWrite + Unpin> Held<S> {
         }
         if n < len {
             self.bytes.extend_from_slice(&whole[n..]);
-            // The rest waits for the next drain; report it as taken.
-            let _ = self.poll_drain(cx)?;
+            // The rest leaves at the next drain; the frames are taken.
+            if let Poll::Ready(Err(e)) = self.poll_drain(cx) {
+                return Poll::Ready(Err(e));
+            }
         }
         Poll::Ready(Ok(()))
     }
@@ -255,6 +263,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Corked<S> {
 mod tests {
     use super::*;
     use futures::io::AsyncWriteExt;
+    use std::future::Future;
 
     /// Counts the writes that reach the inner stream; takes at most
     /// `chunk` bytes a write (0: all), and refuses writes while `full`.
@@ -374,6 +383,24 @@ mod tests {
         outbox.send(&[b"<c", b">"], false).await.unwrap();
         let data = inner(&outbox, |h| h.inner.data.clone());
         assert_eq!(data, b"<aaaaa><ping><bbbbbbbbbbbb><pong><c>");
+    }
+
+    #[async_std::test]
+    async fn a_big_frame_that_waits_for_room_is_sent_once() {
+        let (_stream, outbox) = Corked::new(Counting::default(), Cork::default());
+        inner(&outbox, |h| h.inner.full = true);
+        let payload = vec![b'x'; DIRECT_LIMIT + 1];
+        let parts: [&[u8]; 2] = [b"<", &payload];
+        let mut send = Box::pin(outbox.send(&parts, false));
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        // Polled while the stream has no room, then once it has.
+        assert!(send.as_mut().poll(&mut cx).is_pending());
+        assert!(send.as_mut().poll(&mut cx).is_pending());
+        inner(&outbox, |h| h.inner.full = false);
+        assert!(matches!(send.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
+        let data = inner(&outbox, |h| h.inner.data.clone());
+        assert_eq!(data.len(), 1 + payload.len(), "the frame once");
     }
 
     #[async_std::test]

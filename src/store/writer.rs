@@ -264,11 +264,13 @@ impl<'a> Round<'a> {
         }))
     }
 
-    /// Writes `change` and what it does to every index.
-    fn put(&mut self, change: &Change) -> Result<(), StoreError> {
+    /// Writes `change` and what it does to every index. A `fresh` change
+    /// creates a post under an id this writer just assigned: nothing is
+    /// stored under it to look up.
+    fn put(&mut self, change: &Change, fresh: bool) -> Result<(), StoreError> {
         let id = change.post_id();
         let seq = change.seq();
-        let before = self.live(id)?;
+        let before = if fresh { None } else { self.live(id)? };
         let feed = change.feed().to_owned();
         if let Some(old) = &before {
             // The post's index entries move to this change.
@@ -498,8 +500,8 @@ impl Writer {
                 Err(Ok(Refusal::Precondition(live.stored.seq)))
             }
         };
-        let mut put = |round: &mut Round<'_>, change: Change| {
-            round.put(&change).map_err(Err)?;
+        let mut put = |round: &mut Round<'_>, change: Change, fresh: bool| {
+            round.put(&change, fresh).map_err(Err)?;
             committed.push(change);
             Ok(())
         };
@@ -515,7 +517,7 @@ impl Writer {
                 let seq = self.take_seq();
                 let post = post.clone().into_post(seq, now.to_owned());
                 let stored = Stored::new(post, seq);
-                put(round, Change::Created(stored.clone()))?;
+                put(round, Change::Created(stored.clone()), true)?;
                 // After the post: nothing past this point fails, so the
                 // record is written exactly when the post is.
                 if let Some(once) = once {
@@ -529,13 +531,13 @@ impl Writer {
                 let live = checked(round, *id, expect)?;
                 let seq = self.take_seq();
                 let post = patch.apply(&live.stored.post, now.to_owned());
-                put(round, Change::Updated(Stored::new(post, seq)))
+                put(round, Change::Updated(Stored::new(post, seq)), false)
             }
             WriteRequest::Delete { id, expect, .. } => {
                 let live = checked(round, *id, expect)?;
                 let seq = self.take_seq();
                 let feed = live.feed;
-                put(round, Change::Deleted { id: *id, seq, feed })
+                put(round, Change::Deleted { id: *id, seq, feed }, false)
             }
             WriteRequest::Apply { entries, .. } => {
                 for entry in entries {
@@ -568,7 +570,7 @@ impl Writer {
                             }
                         }
                     };
-                    put(round, change)?;
+                    put(round, change, false)?;
                 }
                 Ok(())
             }
