@@ -3,11 +3,16 @@
 //!
 //! A connection joins the hub in `started`, sends the welcome frame, replays
 //! missed posts when the client asked for them, then writes every post the
-//! hub forwards. Its inbound side is read by a small task that only records
-//! liveness and reports the end of the stream, so nothing a client sends is
-//! ever queued without bound.
+//! hub forwards. The hub forwards them a commit round at a time, in one
+//! [`Deliver`] message (a mailbox message costs allocations and a channel
+//! trip, and a round may hold many changes); the connection writes them in
+//! order, each with its own write timeout, telling the sink that more
+//! follow for all but the last. Its inbound side is read by a small task
+//! that only records liveness and reports the end of the stream, so nothing
+//! a client sends is ever queued without bound.
 
 use crate::delivery::Delivery;
+use crate::fanout::Frames;
 use crate::hub::{Hub, Join, Joined, Leave};
 use crate::metrics::Metrics;
 use crate::replay::{Feeds, History, Span};
@@ -176,8 +181,10 @@ impl Backlog {
     }
 }
 
-/// A post forwarded by the hub.
-pub struct Deliver(pub(crate) Arc<Delivery>);
+/// Changes forwarded by the hub: this connection's share of one commit
+/// round, in ascending `seq` (a list the hub may share with other
+/// connections).
+pub struct Deliver(pub(crate) Frames);
 
 impl Message for Deliver {
     type Result = ();
@@ -438,28 +445,32 @@ impl<S: Outbound> Actor for Connection<S> {
 
 #[async_trait]
 impl<S: Outbound> Handler<Deliver> for Connection<S> {
-    async fn handle(&mut self, ctx: &mut Context<Self>, Deliver(delivery): Deliver) {
-        let more = self.backlog.release(delivery.cost());
-        if self.closing || self.backlog.is_kicked() {
-            return;
-        }
-        if delivery.seq <= self.sent_upto {
-            // The client has it (see `sent_upto`). Seqs only grow, so such
-            // changes come before the first one written live and the sink
-            // holds nothing back that a later hint would have to release.
-            return;
-        }
-        self.sink.more_pending(more);
-        match self.write(&delivery).await {
-            Ok(()) => self
-                .link
-                .metrics
-                .delivery_lag
-                .observe(delivery.made_at.elapsed()),
-            Err(e) => {
-                log::debug!("connection {}: write failed: {e}", self.id);
-                self.closing = true;
-                ctx.stop(None);
+    async fn handle(&mut self, ctx: &mut Context<Self>, Deliver(frames): Deliver) {
+        for (i, delivery) in frames.iter().enumerate() {
+            // Released frame by frame, so the backlog tracks what is left.
+            let more = self.backlog.release(delivery.cost());
+            if self.closing || self.backlog.is_kicked() {
+                continue;
+            }
+            if delivery.seq <= self.sent_upto {
+                // The client has it (see `sent_upto`). Seqs only grow, so
+                // such changes come before the first one written live and
+                // the sink holds nothing back that a later hint would have
+                // to release.
+                continue;
+            }
+            self.sink.more_pending(i + 1 < frames.len() || more);
+            match self.write(delivery).await {
+                Ok(()) => self
+                    .link
+                    .metrics
+                    .delivery_lag
+                    .observe(delivery.made_at.elapsed()),
+                Err(e) => {
+                    log::debug!("connection {}: write failed: {e}", self.id);
+                    self.closing = true;
+                    ctx.stop(None);
+                }
             }
         }
     }

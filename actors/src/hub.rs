@@ -1,9 +1,17 @@
 //! The hub: the set of live connections and the fan-out of changes.
 //!
-//! The hub never awaits a client. It hands each connection a pointer to the
-//! shared [`Delivery`] through the connection's mailbox after reserving room
+//! The hub never awaits a client. It hands each connection pointers to the
+//! shared [`Delivery`]s through the connection's mailbox after reserving room
 //! in that connection's backlog; a connection whose backlog is full is
 //! dropped from the set and told to close as a slow consumer.
+//!
+//! Changes arrive as [`Broadcast`]s, one per commit round of the store, and
+//! leave the same way: each connection gets at most one message per round,
+//! with its changes of the round in `seq` order, so the mailbox's cost per
+//! message is paid once per round rather than once per change; the lists
+//! are shared between connections (see `fanout`). The backlog still counts
+//! every frame: a round that would take a connection past its bound kicks
+//! it, and none of that round reaches it.
 //!
 //! Connections are indexed by feed: a change goes to the subscribers of its
 //! feed only, so its fan-out costs in proportion to them, not to every
@@ -17,6 +25,7 @@
 
 use crate::connection::{Backlog, Close, ConnectionConfig, ConnectionId, Control, Deliver};
 use crate::delivery::{Delivery, Kind};
+use crate::fanout::{Frames, Round};
 use crate::metrics::Metrics;
 use crate::replay::{Feeds, Head, History, Span};
 use async_trait::async_trait;
@@ -73,9 +82,17 @@ impl Message for Leave {
     type Result = ();
 }
 
-/// A stored change to fan out to every connection.
+/// Stored changes to fan out to every connection: the changes of one
+/// commit round, in ascending `seq`.
 #[derive(Debug)]
-pub struct Broadcast(pub Arc<Delivery>);
+pub struct Broadcast(pub Vec<Arc<Delivery>>);
+
+impl Broadcast {
+    /// A broadcast of a single change.
+    pub fn one(delivery: Arc<Delivery>) -> Self {
+        Self(vec![delivery])
+    }
+}
 
 impl Message for Broadcast {
     type Result = ();
@@ -168,26 +185,73 @@ impl Hub {
         })
     }
 
-    fn fan_out(&mut self, delivery: &Arc<Delivery>) {
-        let cost = delivery.cost();
+    /// `batch` without the changes already sent, each preceded by those
+    /// before it whose own broadcasts have not arrived yet (read from
+    /// history): what to fan out, in `seq` order.
+    fn in_order(&self, batch: Vec<Arc<Delivery>>) -> Vec<Arc<Delivery>> {
+        let mut head = self.head.seq;
+        let mut changes = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            let last = head.unwrap_or(0);
+            if head.is_some() && delivery.seq <= last {
+                continue; // already delivered while filling a gap
+            }
+            if delivery.seq > last + 1 {
+                // Changes before this one are durable but their own
+                // broadcasts have not arrived yet: send them first so
+                // clients see seq order.
+                let span = Span {
+                    since: last,
+                    from: last,
+                    upto: delivery.seq - 1,
+                    limit: usize::MAX,
+                };
+                match self.history.after(span, None) {
+                    Ok(missing) => changes.extend(missing),
+                    Err(e) => {
+                        log::error!("hub: reading changes {last}..{} failed: {e}", delivery.seq)
+                    }
+                }
+            }
+            head = Some(delivery.seq);
+            changes.push(delivery);
+        }
+        changes
+    }
+
+    /// Sends `changes` (in `seq` order) to their feeds' subscribers, one
+    /// message per connection.
+    fn fan_out(&mut self, changes: &[Arc<Delivery>]) {
+        let round = Round::new(changes);
         let limits = &self.config.connection;
         let metrics = &self.metrics;
         let mut dropped = Vec::new();
-        if let Some(subscribers) = self.by_feed.get(&delivery.feed) {
+        // Connections of several feeds may be reached through each: they
+        // are served once, after the others.
+        let mut several = Vec::new();
+        for (feed, frames) in round.feeds() {
+            let Some(subscribers) = self.by_feed.get(feed) else {
+                continue;
+            };
             for &slot in subscribers {
                 let Some((id, entry)) = &self.slots[slot] else {
                     continue;
                 };
-                if !entry.backlog.try_reserve(cost, limits) {
-                    log::info!("connection {id}: slow consumer, disconnecting");
-                    entry.backlog.kick();
-                    entry
-                        .control
-                        .send(Control::Shutdown(Close::SLOW_CONSUMER))
-                        .ok();
-                    Metrics::add(&metrics.slow_consumer_disconnects, 1);
+                if entry.feeds.len() > 1 {
+                    several.push(slot);
+                } else if !offer(*id, entry, frames.clone(), limits, metrics) {
                     dropped.push(*id);
-                } else if entry.deliver.send(Deliver(delivery.clone())).is_err() {
+                }
+            }
+        }
+        several.sort_unstable();
+        several.dedup();
+        for slot in several {
+            let Some((id, entry)) = &self.slots[slot] else {
+                continue;
+            };
+            if let Some(frames) = round.for_feeds(&entry.feeds) {
+                if !offer(*id, entry, frames, limits, metrics) {
                     dropped.push(*id);
                 }
             }
@@ -195,10 +259,12 @@ impl Hub {
         for id in dropped {
             self.remove(id);
         }
-        Metrics::add(&self.metrics.posts_broadcast, 1);
-        self.head.seq = Some(delivery.seq);
-        if delivery.kind == Kind::Created {
-            self.head.post_id = Some(delivery.post_id);
+        Metrics::add(&self.metrics.posts_broadcast, changes.len() as u64);
+        for delivery in changes {
+            self.head.seq = Some(delivery.seq);
+            if delivery.kind == Kind::Created {
+                self.head.post_id = Some(delivery.post_id);
+            }
         }
     }
 
@@ -253,6 +319,33 @@ impl Hub {
     }
 }
 
+/// Reserves backlog room for each of `frames` and sends them to the
+/// connection in one message; answers false if the connection is to be
+/// dropped: it is slow (then it is kicked and told to close, and gets none
+/// of them) or gone.
+fn offer(
+    id: ConnectionId,
+    entry: &Entry,
+    frames: Frames,
+    limits: &ConnectionConfig,
+    metrics: &Metrics,
+) -> bool {
+    let fits = frames
+        .iter()
+        .all(|delivery| entry.backlog.try_reserve(delivery.cost(), limits));
+    if !fits {
+        log::info!("connection {id}: slow consumer, disconnecting");
+        entry.backlog.kick();
+        entry
+            .control
+            .send(Control::Shutdown(Close::SLOW_CONSUMER))
+            .ok();
+        Metrics::add(&metrics.slow_consumer_disconnects, 1);
+        return false;
+    }
+    entry.deliver.send(Deliver(frames)).is_ok()
+}
+
 #[async_trait]
 impl Actor for Hub {
     async fn started(&mut self, ctx: &mut Context<Self>) -> xactor::Result<()> {
@@ -290,30 +383,11 @@ impl Handler<Leave> for Hub {
 
 #[async_trait]
 impl Handler<Broadcast> for Hub {
-    async fn handle(&mut self, _ctx: &mut Context<Self>, Broadcast(delivery): Broadcast) {
-        let last = self.head.seq.unwrap_or(0);
-        if delivery.seq <= last && self.head.seq.is_some() {
-            return; // already delivered while filling a gap
+    async fn handle(&mut self, _ctx: &mut Context<Self>, Broadcast(batch): Broadcast) {
+        let changes = self.in_order(batch);
+        if !changes.is_empty() {
+            self.fan_out(&changes);
         }
-        if delivery.seq > last + 1 {
-            // Changes before this one are durable but their own broadcasts
-            // have not arrived yet: send them first so clients see seq order.
-            let span = Span {
-                since: last,
-                from: last,
-                upto: delivery.seq - 1,
-                limit: usize::MAX,
-            };
-            match self.history.after(span, None) {
-                Ok(missing) => {
-                    for earlier in &missing {
-                        self.fan_out(earlier);
-                    }
-                }
-                Err(e) => log::error!("hub: reading changes {last}..{} failed: {e}", delivery.seq),
-            }
-        }
-        self.fan_out(&delivery);
     }
 }
 

@@ -14,6 +14,8 @@
 //! Layout:
 //! - [`delivery`]: a change ready to fan out, encoded once per wire format;
 //! - [`hub`]: the hub actor and its messages;
+//! - `fanout`: a commit round's changes grouped for the hub's one message
+//!   per connection and round, shared between connections;
 //! - [`connection`]: the connection actor, the sink trait and close reasons;
 //! - [`replay`]: what a reconnecting client is sent (compaction), and an
 //!   in-memory history;
@@ -24,6 +26,7 @@
 
 pub mod connection;
 pub mod delivery;
+mod fanout;
 pub mod hub;
 pub mod metrics;
 pub mod replay;

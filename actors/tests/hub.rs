@@ -1,231 +1,19 @@
 //! Hub and connection actors on in-memory sinks: registration, fan-out,
 //! ordering, replay and the slow-consumer bound.
 
-use async_std::channel::{unbounded, Receiver, Sender};
+mod common;
+
+use async_std::channel::unbounded;
 use async_std::future::timeout;
-use async_trait::async_trait;
+use common::*;
 use futures::StreamExt;
 use livefeed_actors::{
-    Broadcast, Close, CloseAll, Connection, ConnectionConfig, ConnectionId, Delivery, Format, Head,
-    History, Hub, HubConfig, Inbound, Joined, Kind, Link, Metrics, Outbound, Span, Stats,
-    Subscribers, Subscription,
+    Broadcast, Close, CloseAll, Connection, ConnectionConfig, Delivery, Hub, HubConfig, Inbound,
+    Kind, Link, Metrics, Stats, Subscribers, Subscription,
 };
-use std::collections::BTreeMap;
-use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use xactor::{Actor, Addr};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-/// The one wire format of these tests: `<id>:<post JSON>`.
-#[derive(Clone, Copy)]
-struct Plain;
-
-impl Format for Plain {
-    fn slot(self) -> usize {
-        0
-    }
-    fn encode(self, d: &Delivery) -> String {
-        format!("{}:{}", d.seq, d.data)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Event {
-    Welcome(Option<u64>),
-    Post(u64),
-    Ping,
-    Closed(u16),
-}
-
-/// Records what the connection writes; with a gate, each post write first
-/// waits for a token (or for the gate to be closed).
-struct MemSink {
-    events: Sender<Event>,
-    gate: Option<Receiver<()>>,
-    /// The `more_pending` hint given before each post, in order.
-    hints: Arc<Mutex<Vec<bool>>>,
-}
-
-#[async_trait]
-impl Outbound for MemSink {
-    async fn welcome(&mut self, _id: ConnectionId, joined: Joined) -> io::Result<()> {
-        self.events.send(Event::Welcome(joined.seq)).await.ok();
-        Ok(())
-    }
-    fn more_pending(&mut self, more: bool) {
-        self.hints.lock().unwrap().push(more);
-    }
-    async fn deliver(&mut self, delivery: &Delivery) -> io::Result<()> {
-        if let Some(gate) = &self.gate {
-            gate.recv().await.ok();
-        }
-        let frame = delivery.frame(Plain);
-        assert!(frame.starts_with(&format!("{}:", delivery.seq)));
-        self.events.send(Event::Post(delivery.seq)).await.ok();
-        Ok(())
-    }
-    async fn ping(&mut self) -> io::Result<()> {
-        self.events.send(Event::Ping).await.ok();
-        Ok(())
-    }
-    async fn close(&mut self, close: Close) -> io::Result<()> {
-        self.events.send(Event::Closed(close.code)).await.ok();
-        Ok(())
-    }
-}
-
-/// Created posts only, each at its own id (so seq = post id).
-#[derive(Default)]
-struct MemHistory(Mutex<BTreeMap<u64, Arc<Delivery>>>);
-
-fn created(id: u64) -> Arc<Delivery> {
-    Delivery::new(
-        id,
-        id,
-        MAIN.into(),
-        Kind::Created,
-        format!("{{\"id\":{id}}}"),
-    )
-}
-
-/// The feed every connection of these tests follows.
-const MAIN: &str = "main";
-
-fn main_feed(since: Option<u64>) -> Subscription {
-    Subscription {
-        feeds: vec![Arc::<str>::from(MAIN)].into(),
-        since,
-    }
-}
-
-impl MemHistory {
-    fn store(&self, id: u64) -> Arc<Delivery> {
-        let d = created(id);
-        self.0.lock().unwrap().insert(id, d.clone());
-        d
-    }
-}
-
-impl History for MemHistory {
-    fn head(&self) -> anyhow::Result<Head> {
-        let last = self.0.lock().unwrap().keys().next_back().copied();
-        Ok(Head {
-            seq: last,
-            post_id: last,
-        })
-    }
-    fn after(&self, span: Span, _feeds: Option<&[Arc<str>]>) -> anyhow::Result<Vec<Arc<Delivery>>> {
-        let map = self.0.lock().unwrap();
-        Ok(map
-            .range(span.from + 1..=span.upto)
-            .take(span.limit)
-            .map(|(_, d)| d.clone())
-            .collect())
-    }
-}
-
-struct World {
-    hub: Addr<Hub>,
-    history: Arc<MemHistory>,
-    metrics: Arc<Metrics>,
-    config: ConnectionConfig,
-    next_id: ConnectionId,
-    hints: Arc<Mutex<Vec<bool>>>,
-}
-
-impl World {
-    async fn new(config: ConnectionConfig) -> Self {
-        let history = Arc::new(MemHistory::default());
-        Self::with_history(history, config).await
-    }
-
-    async fn with_history(history: Arc<MemHistory>, config: ConnectionConfig) -> Self {
-        Self::build(history, config, Duration::from_secs(3600)).await
-    }
-
-    async fn build(
-        history: Arc<MemHistory>,
-        config: ConnectionConfig,
-        heartbeat: Duration,
-    ) -> Self {
-        let metrics = Arc::new(Metrics::default());
-        let hub_config = HubConfig {
-            heartbeat_interval: heartbeat,
-            connection: config.clone(),
-        };
-        let hub = Hub::new(history.clone(), metrics.clone(), hub_config)
-            .unwrap()
-            .start()
-            .await
-            .unwrap();
-        Self {
-            hub,
-            history,
-            metrics,
-            config,
-            next_id: 0,
-            hints: Arc::default(),
-        }
-    }
-
-    /// Starts a connection; returns its event stream and address.
-    async fn connect(
-        &mut self,
-        since: Option<u64>,
-        gate: Option<Receiver<()>>,
-    ) -> (Receiver<Event>, Addr<Connection<MemSink>>) {
-        let (tx, rx) = unbounded();
-        self.next_id += 1;
-        let conn = Connection::new(
-            self.next_id,
-            MemSink {
-                events: tx,
-                gate,
-                hints: self.hints.clone(),
-            },
-            futures::stream::pending::<Inbound>().boxed(),
-            main_feed(since),
-            Link {
-                hub: self.hub.clone(),
-                history: self.history.clone(),
-                metrics: self.metrics.clone(),
-                config: self.config.clone(),
-            },
-        );
-        let addr = conn.start().await.unwrap();
-        (rx, addr)
-    }
-
-    async fn publish(&self, id: u64) {
-        let d = self.history.store(id);
-        self.hub.send(Broadcast(d)).unwrap();
-    }
-
-    async fn connections(&self) -> usize {
-        self.hub.call(Stats).await.unwrap().connections
-    }
-}
-
-async fn next(rx: &Receiver<Event>) -> Event {
-    timeout(WAIT, rx.recv())
-        .await
-        .expect("timed out waiting for an event")
-        .expect("sink dropped")
-}
-
-async fn posts(rx: &Receiver<Event>, n: usize) -> Vec<u64> {
-    let mut ids = Vec::new();
-    while ids.len() < n {
-        match next(rx).await {
-            Event::Post(id) => ids.push(id),
-            Event::Ping => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    ids
-}
+use xactor::Actor;
 
 #[async_std::test]
 async fn registration_and_removal() {
@@ -277,9 +65,9 @@ async fn out_of_order_broadcasts_are_delivered_in_id_order_once() {
     let d1 = w.history.store(1);
     let d2 = w.history.store(2);
     let d3 = w.history.store(3);
-    w.hub.send(Broadcast(d3)).unwrap();
-    w.hub.send(Broadcast(d1)).unwrap();
-    w.hub.send(Broadcast(d2)).unwrap();
+    w.hub.send(Broadcast::one(d3)).unwrap();
+    w.hub.send(Broadcast::one(d1)).unwrap();
+    w.hub.send(Broadcast::one(d2)).unwrap();
     w.publish(4).await;
     assert_eq!(posts(&rx, 4).await, vec![1, 2, 3, 4]);
     // A barrier: everything sent before it has been handled by the hub.
@@ -488,7 +276,7 @@ async fn write_only_peer_that_stops_reading_is_closed_as_slow() {
     let (rx, _addr) = w.connect(None, Some(gate_rx)).await;
     assert_eq!(next(&rx).await, Event::Welcome(None));
     for id in 1..=20 {
-        w.hub.send(Broadcast(created(id))).unwrap();
+        w.hub.send(Broadcast::one(created(id))).unwrap();
     }
     // A barrier: the hub has handled every broadcast (and kicked the
     // connection) before the stuck write is released.
@@ -549,7 +337,7 @@ async fn changes_reach_only_their_feeds_subscribers() {
     }
     for (seq, feed) in [(1, "a"), (2, "b"), (3, "a"), (4, "d")] {
         let d = Delivery::new(seq, seq, feed.into(), Kind::Created, "{}");
-        w.hub.send(Broadcast(d)).unwrap();
+        w.hub.send(Broadcast::one(d)).unwrap();
     }
     let counts = w
         .hub

@@ -77,7 +77,7 @@ impl Server {
         let mut log = self.log.lock().unwrap();
         let d = self.history.record("main", post_id, kind, data);
         log.push((d.seq, d.post_id, kind, data.to_owned()));
-        self.hub.send(Broadcast(d.clone())).unwrap();
+        self.hub.send(Broadcast::one(d.clone())).unwrap();
         d.seq
     }
 

@@ -348,11 +348,14 @@ fn feed_of(found: &Found) -> Result<FeedName, FeedError> {
     })
 }
 
-/// Sends every change of a committed batch to the hub, in order: the
-/// store's commit hook, called after the batch is on disk. A hub that is
-/// gone only means nobody is listening.
+/// Sends the changes of a committed batch to the hub, in order, as one
+/// message (the hub forwards them the same way, one message per connection
+/// for the whole batch): the store's commit hook, called after the batch is
+/// on disk. A hub that is gone only means nobody is listening.
 pub fn broadcast(hub: &Addr<Hub>, committed: &[Change]) {
-    for change in committed {
-        hub.send(Broadcast(change.delivery())).ok();
+    if committed.is_empty() {
+        return;
     }
+    let batch = committed.iter().map(Change::delivery).collect();
+    hub.send(Broadcast(batch)).ok();
 }
