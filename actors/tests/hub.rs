@@ -115,7 +115,10 @@ async fn stalled_connection_is_disconnected_without_delaying_others() {
 
     // The healthy client gets every post while the slow one is stuck in
     // its first write.
-    for id in 1..=100 {
+    w.publish(1).await;
+    assert_eq!(posts(&fast_rx, 1).await, vec![1]);
+    assert_eq!(timeout(WAIT, w.entered.recv()).await.unwrap(), Ok(1));
+    for id in 2..=100 {
         w.publish(id).await;
         assert_eq!(posts(&fast_rx, 1).await, vec![id]);
     }
@@ -175,6 +178,7 @@ async fn silent_peer_is_closed_on_heartbeat() {
         MemSink {
             events: tx,
             gate: None,
+            entered: None,
             hints: Arc::default(),
         },
         futures::stream::pending::<Inbound>().boxed(),
@@ -319,6 +323,7 @@ async fn changes_reach_only_their_feeds_subscribers() {
         let sink = MemSink {
             events: tx,
             gate: None,
+            entered: None,
             hints: Arc::default(),
         };
         let inbound = futures::stream::pending::<Inbound>().boxed();

@@ -41,10 +41,12 @@ pub enum Event {
 }
 
 /// Records what the connection writes; with a gate, each post write first
-/// waits for a token (or for the gate to be closed).
+/// says it has begun (on `entered`, with the post's seq), then waits for a
+/// token (or for the gate to be closed).
 pub struct MemSink {
     pub events: Sender<Event>,
     pub gate: Option<Receiver<()>>,
+    pub entered: Option<Sender<u64>>,
     /// The `more_pending` hint given before each post, in order.
     pub hints: Arc<Mutex<Vec<bool>>>,
 }
@@ -60,6 +62,9 @@ impl Outbound for MemSink {
     }
     async fn deliver(&mut self, delivery: &Delivery) -> io::Result<()> {
         if let Some(gate) = &self.gate {
+            if let Some(entered) = &self.entered {
+                entered.send(delivery.seq).await.ok();
+            }
             gate.recv().await.ok();
         }
         let frame = delivery.frame(Plain);
@@ -142,6 +147,9 @@ pub struct World {
     pub config: ConnectionConfig,
     pub next_id: ConnectionId,
     pub hints: Arc<Mutex<Vec<bool>>>,
+    /// The seqs gated connections have begun to write, in order.
+    pub entered: Receiver<u64>,
+    entered_tx: Sender<u64>,
 }
 
 impl World {
@@ -160,6 +168,7 @@ impl World {
         heartbeat: Duration,
     ) -> Self {
         let metrics = Arc::new(Metrics::default());
+        let (entered_tx, entered) = unbounded();
         let hub_config = HubConfig {
             heartbeat_interval: heartbeat,
             connection: config.clone(),
@@ -176,6 +185,8 @@ impl World {
             config,
             next_id: 0,
             hints: Arc::default(),
+            entered,
+            entered_tx,
         }
     }
 
@@ -201,6 +212,7 @@ impl World {
             self.next_id,
             MemSink {
                 events: tx,
+                entered: gate.as_ref().map(|_| self.entered_tx.clone()),
                 gate,
                 hints: self.hints.clone(),
             },
