@@ -14,7 +14,7 @@
 use crate::delivery::Delivery;
 use crate::fanout::Frames;
 use crate::hub::{Hub, Join, Joined, Leave};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Tally};
 use crate::replay::{Feeds, History, Span};
 use async_trait::async_trait;
 use futures::future::{AbortHandle, Abortable};
@@ -312,14 +312,15 @@ impl<S: Outbound> Connection<S> {
         }
     }
 
-    async fn write(&mut self, delivery: &Delivery) -> io::Result<()> {
+    /// Writes `delivery` unless the client has it; whether it did. The
+    /// caller counts it in `frames_delivered`.
+    async fn write(&mut self, delivery: &Delivery) -> io::Result<bool> {
         if delivery.seq <= self.sent_upto {
-            return Ok(());
+            return Ok(false);
         }
         write_within(self.link.config.write_timeout, self.sink.deliver(delivery)).await?;
         self.sent_upto = delivery.seq;
-        Metrics::add(&self.link.metrics.frames_delivered, 1);
-        Ok(())
+        Ok(true)
     }
 
     /// Sends what a client that has everything up to `since` missed among
@@ -336,7 +337,9 @@ impl<S: Outbound> Connection<S> {
             for (i, delivery) in page.iter().enumerate() {
                 self.sink
                     .more_pending(i + 1 < page.len() || !next.is_empty());
-                self.write(delivery).await?;
+                if self.write(delivery).await? {
+                    Metrics::add(&self.link.metrics.frames_delivered, 1);
+                }
             }
             page = next;
         }
@@ -446,6 +449,11 @@ impl<S: Outbound> Actor for Connection<S> {
 #[async_trait]
 impl<S: Outbound> Handler<Deliver> for Connection<S> {
     async fn handle(&mut self, ctx: &mut Context<Self>, Deliver(frames): Deliver) {
+        // The frames written, counted once the round is out (the last of
+        // them releases those held back before it). They are one run: the
+        // ones the client had come first, and nothing is written after a
+        // failure or a kick.
+        let mut written: Option<(usize, usize)> = None;
         for (i, delivery) in frames.iter().enumerate() {
             // Released frame by frame, so the backlog tracks what is left.
             let more = self.backlog.release(delivery.cost());
@@ -461,17 +469,28 @@ impl<S: Outbound> Handler<Deliver> for Connection<S> {
             }
             self.sink.more_pending(i + 1 < frames.len() || more);
             match self.write(delivery).await {
-                Ok(()) => self
-                    .link
-                    .metrics
-                    .delivery_lag
-                    .observe(delivery.made_at.elapsed()),
+                Ok(true) => {
+                    let first = written.map_or(i, |(first, _)| first);
+                    written = Some((first, i));
+                }
+                Ok(false) => {}
                 Err(e) => {
                     log::debug!("connection {}: write failed: {e}", self.id);
                     self.closing = true;
                     ctx.stop(None);
                 }
             }
+        }
+        if let Some((first, last)) = written {
+            let metrics = &self.link.metrics;
+            let run = &frames[first..=last];
+            Metrics::add(&metrics.frames_delivered, run.len() as u64);
+            let now = Instant::now();
+            let mut lags = Tally::default();
+            for delivery in run {
+                lags.observe(now.saturating_duration_since(delivery.made_at));
+            }
+            metrics.delivery_lag.add(&lags);
         }
     }
 }

@@ -77,13 +77,48 @@ pub struct HistogramSnapshot {
     pub sum_us: u64,
 }
 
+/// The bucket of `d`, and `d` in microseconds.
+fn bucket_of(d: Duration) -> (usize, u64) {
+    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    (BUCKETS_US.partition_point(|&bound| bound < us), us)
+}
+
+/// Observations counted locally, then added to a [`Histogram`] at once:
+/// a connection writing a round of frames touches the shared counters
+/// once per round, not once per frame (they are shared by every thread).
+#[derive(Debug, Default)]
+pub struct Tally {
+    buckets: [u64; BUCKETS_US.len() + 1],
+    sum_us: u64,
+}
+
+impl Tally {
+    /// Counts one duration.
+    pub fn observe(&mut self, d: Duration) {
+        let (bucket, us) = bucket_of(d);
+        self.buckets[bucket] += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+}
+
 impl Histogram {
     /// Counts one duration.
     pub fn observe(&self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let bucket = BUCKETS_US.partition_point(|&bound| bound < us);
+        let (bucket, us) = bucket_of(d);
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Counts what `tally` counted.
+    pub fn add(&self, tally: &Tally) {
+        for (shared, &n) in self.buckets.iter().zip(&tally.buckets) {
+            if n > 0 {
+                shared.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        if tally.sum_us > 0 {
+            self.sum_us.fetch_add(tally.sum_us, Ordering::Relaxed);
+        }
     }
 
     /// The counts so far. Read bucket by bucket while others observe, so
@@ -124,5 +159,18 @@ mod tests {
         assert_eq!(at(25_000), 2);
         assert_eq!(at(50_000), 3);
         assert_eq!(at(10_000_000), 3);
+    }
+
+    #[test]
+    fn a_tally_adds_what_single_observations_would() {
+        let one_by_one = Histogram::default();
+        let tallied = Histogram::default();
+        let mut tally = Tally::default();
+        for us in [100, 250, 251, 30_000, 30_001, 60_000_000] {
+            one_by_one.observe(Duration::from_micros(us));
+            tally.observe(Duration::from_micros(us));
+        }
+        tallied.add(&tally);
+        assert_eq!(tallied.snapshot(), one_by_one.snapshot());
     }
 }
