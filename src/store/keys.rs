@@ -5,19 +5,24 @@
 //! | --- | --- | --- |
 //! | `P` id | seq, feed, post JSON | a live post, in its latest state |
 //! | `T` id | seq, feed | a deleted post's tombstone |
-//! | `C` seq | id | the latest change of each post, by seq (replay) |
-//! | `F` feed `\0` id | | the live posts of a feed (listing) |
-//! | `S` feed `\0` seq | id | the latest change of each post of a feed |
+//! | `C` seq | id | the latest change of each post that was edited or deleted, by seq (replay) |
+//! | `F` feed `\0` id | | the live posts of a feed (listing, and replay of unedited posts) |
+//! | `S` feed `\0` seq | id | like `C`, per feed |
 //! | `N` feed | count | live posts of a feed |
 //! | `K` identity | expiry, fingerprint, seq, post JSON | an idempotency key's record: the post as its create answered it |
 //! | `E` expiry identity | | the records by expiry (the sweep) |
 //!
 //! Numbers are big-endian `u64`, so key order is numeric order. Feed names
-//! never contain `\0`. A post's `C` and `S` entries move to the seq of its
-//! every change, so each index holds exactly one entry per post, live or
-//! deleted, and a replay reads each post once. An identity is the 32-byte
-//! digest of a key in its scope, a fingerprint that of the request;
-//! expiries are milliseconds since the Unix epoch.
+//! never contain `\0`. A create takes the seq that is its post's id, so a
+//! post whose latest change is its create is found in seq order by its id
+//! (`P`, and `F` per feed) and needs no `C` or `S` entry: a create writes
+//! two keys, which is what sled's cost per key makes worth it. A post's
+//! `C` and `S` entries move to the seq of its every later change, so a
+//! replay, merging both, reads each post once (a data dir from before
+//! this layout also has `C` and `S` entries for creates: the merge reads
+//! an entry found twice once). An identity is the 32-byte digest of a key
+//! in its scope, a fingerprint that of the request; expiries are
+//! milliseconds since the Unix epoch.
 
 use std::str;
 

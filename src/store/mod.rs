@@ -35,7 +35,7 @@ use crate::feed::publish::{
 use async_trait::async_trait;
 use futures::channel::oneshot;
 use livefeed_actors::{Delivery, Head, History, Span};
-use read::last_number;
+use read::last_seq;
 use shared::{Failing, Shared};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -134,7 +134,7 @@ impl Store {
         let faults = options.faults.unwrap_or_default();
         let handles = shared::open(dir, &faults)?;
         migrate(&handles.db, &handles.tree)?;
-        let next_seq = last_number(&handles.tree, keys::CHANGE)?.map_or(1, |seq| seq + 1);
+        let next_seq = last_seq(&handles.tree)?.map_or(1, |seq| seq + 1);
         let shared = Arc::new(Shared::new(dir, handles, options.reserve, faults));
         let (tx, rx) = async_channel::bounded(QUEUE_DEPTH);
         let hook = Arc::new(Hook::new());
@@ -308,12 +308,7 @@ fn migrate(db: &sled::Db, tree: &sled::Tree) -> Result<(), StoreError> {
                 &keys::key(keys::POST, id),
                 keys::post_value(id, feed, &stored.json),
             );
-            batch.insert(&keys::key(keys::CHANGE, id), &id.to_be_bytes());
             batch.insert(keys::feed_key(keys::FEED_POST, feed, id), &[]);
-            batch.insert(
-                keys::feed_key(keys::FEED_CHANGE, feed, id),
-                &id.to_be_bytes(),
-            );
             count += 1;
         }
         batch.insert(keys::count_key(DEFAULT_FEED), &count.to_be_bytes());

@@ -57,9 +57,18 @@ pub(super) fn head(tree: &sled::Tree) -> Result<Head, StoreError> {
     let live = last_number(tree, keys::POST)?;
     let gone = last_number(tree, keys::TOMBSTONE)?;
     Ok(Head {
-        seq: last_number(tree, keys::CHANGE)?,
+        seq: last_seq(tree)?,
         post_id: live.max(gone),
     })
+}
+
+/// The newest change's seq: the newest edit or delete (`C`), or the newest
+/// create, whose seq is its post's id (`P`, or `T` once deleted).
+pub(super) fn last_seq(tree: &sled::Tree) -> Result<Option<u64>, StoreError> {
+    let changed = last_number(tree, keys::CHANGE)?;
+    let live = last_number(tree, keys::POST)?;
+    let gone = last_number(tree, keys::TOMBSTONE)?;
+    Ok(changed.max(live).max(gone))
 }
 
 /// Every feed with at least one live post.
@@ -79,8 +88,9 @@ pub(super) fn feeds(tree: &sled::Tree) -> Result<Vec<FeedStat>, StoreError> {
     Ok(out)
 }
 
-/// The replay of `span`: the latest-change index of each feed, merged in
-/// seq order.
+/// The replay of `span`: the posts whose latest change is their create,
+/// by id, and the latest-change index of the others, for every feed asked
+/// for (or all of them), merged in seq order (see [`keys`]).
 pub(super) fn replay(
     tree: &sled::Tree,
     span: Span,
@@ -90,17 +100,25 @@ pub(super) fn replay(
     if span.from >= span.upto {
         return Ok(out);
     }
-    let indexes: Vec<sled::Iter> = match feeds {
-        None => {
-            let range = keys::key(keys::CHANGE, span.from + 1)..=keys::key(keys::CHANGE, span.upto);
-            vec![tree.range(range)]
-        }
+    let (from, upto) = (span.from + 1, span.upto);
+    let indexes: Vec<Index> = match feeds {
+        None => vec![
+            Index::ids(tree.range(keys::key(keys::POST, from)..=keys::key(keys::POST, upto))),
+            Index::changes(
+                tree.range(keys::key(keys::CHANGE, from)..=keys::key(keys::CHANGE, upto)),
+            ),
+        ],
         Some(feeds) => feeds
             .iter()
-            .map(|feed| {
-                let from = keys::feed_key(keys::FEED_CHANGE, feed, span.from + 1);
-                let upto = keys::feed_key(keys::FEED_CHANGE, feed, span.upto);
-                tree.range(from..=upto)
+            .flat_map(|feed| {
+                let listed = keys::feed_key(keys::FEED_POST, feed, from)
+                    ..=keys::feed_key(keys::FEED_POST, feed, upto);
+                let changed = keys::feed_key(keys::FEED_CHANGE, feed, from)
+                    ..=keys::feed_key(keys::FEED_CHANGE, feed, upto);
+                [
+                    Index::ids(tree.range(listed)),
+                    Index::changes(tree.range(changed)),
+                ]
             })
             .collect(),
     };
@@ -110,8 +128,9 @@ pub(super) fn replay(
             break;
         }
         if let Some(found) = post(tree, id)? {
-            // A post changed again since the index was read is left to
-            // its later entry (past `upto`, it arrives live).
+            // A post changed again since the index was read (or edited
+            // since its create, when found by id) is left to its later
+            // entry (past `upto`, it arrives live).
             if found.seq == seq {
                 if let Some(kind) = replayed(id, false, span.since) {
                     let json =
@@ -134,42 +153,62 @@ pub(super) fn replay(
     Ok(out)
 }
 
-/// Several seq-ordered indexes (`seq -> post id`), read as one, in seq
-/// order.
+/// One seq-ordered source of `(seq, post id)` for a replay.
+struct Index {
+    iter: sled::Iter,
+    /// Keys that end with a post id whose create is its seq (`P`, `F`),
+    /// rather than a seq whose value is the post id (`C`, `S`).
+    by_id: bool,
+}
+
+impl Index {
+    fn ids(iter: sled::Iter) -> Self {
+        Self { iter, by_id: true }
+    }
+
+    fn changes(iter: sled::Iter) -> Self {
+        Self { iter, by_id: false }
+    }
+
+    fn read(&mut self) -> Result<Option<(u64, u64)>, StoreError> {
+        Ok(self.iter.next().transpose()?.map(|(key, value)| {
+            let n = keys::number(&key);
+            if self.by_id {
+                (n, n)
+            } else {
+                (n, keys::number(&value))
+            }
+        }))
+    }
+}
+
+/// Several seq-ordered indexes, read as one, in seq order; an entry in
+/// more than one of them is read once.
 struct Merged {
-    heads: Vec<(Option<(u64, u64)>, sled::Iter)>,
+    heads: Vec<(Option<(u64, u64)>, Index)>,
 }
 
 impl Merged {
-    fn new(indexes: Vec<sled::Iter>) -> Result<Self, StoreError> {
+    fn new(indexes: Vec<Index>) -> Result<Self, StoreError> {
         let mut heads = Vec::with_capacity(indexes.len());
         for mut index in indexes {
-            let head = Self::read(&mut index)?;
+            let head = index.read()?;
             heads.push((head, index));
         }
         Ok(Self { heads })
     }
 
-    fn read(index: &mut sled::Iter) -> Result<Option<(u64, u64)>, StoreError> {
-        Ok(index
-            .next()
-            .transpose()?
-            .map(|(key, value)| (keys::number(&key), keys::number(&value))))
-    }
-
     /// The entry with the lowest seq among the indexes' next ones.
     fn next(&mut self) -> Result<Option<(u64, u64)>, StoreError> {
-        let lowest = self
-            .heads
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (head, _))| head.map(|h| (h, i)))
-            .min();
-        let Some((entry, i)) = lowest else {
+        let lowest = self.heads.iter().filter_map(|(head, _)| *head).min();
+        let Some(entry) = lowest else {
             return Ok(None);
         };
-        let (head, index) = &mut self.heads[i];
-        *head = Self::read(index)?;
+        for (head, index) in &mut self.heads {
+            if *head == Some(entry) {
+                *head = index.read()?;
+            }
+        }
         Ok(Some(entry))
     }
 }

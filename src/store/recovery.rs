@@ -32,7 +32,7 @@
 //! order, before any later round.
 
 use super::keys::{self, Value};
-use super::read::last_number;
+use super::read::last_seq;
 use super::reserve::{self, Room};
 use super::shared::{Failing, Stage};
 use super::writer::{WriteRequest, Writer};
@@ -189,7 +189,7 @@ impl Writer {
                     present.push(change.clone());
                 }
             }
-            let next = last_number(&handles.tree, keys::CHANGE)?.map_or(1, |seq| seq + 1);
+            let next = last_seq(&handles.tree)?.map_or(1, |seq| seq + 1);
             let synced = present.is_empty()
                 || (faults.check(Stage::Sync).is_ok()
                     && handles

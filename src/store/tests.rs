@@ -376,3 +376,87 @@ fn a_data_dir_of_the_first_layout_is_migrated() {
     assert_eq!(store.head().unwrap().seq, Some(2));
     store.close().unwrap();
 }
+
+/// The entries in the tree under `prefix`.
+fn entries(store: &Store, prefix: u8) -> usize {
+    let count = |h: &shared::Handles| Ok(h.tree.scan_prefix([prefix]).count());
+    store.shared.read(count).unwrap()
+}
+
+#[async_std::test]
+async fn creates_write_no_change_entries_and_replay_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for title in ["a", "b", "c"] {
+        store.create_post(new_post(title)).await.unwrap();
+    }
+    assert_eq!(entries(&store, keys::CHANGE), 0);
+    assert_eq!(entries(&store, keys::FEED_CHANGE), 0);
+    store.update(2, titled("B"), Expect::Live).await.unwrap();
+    store.delete(3, Expect::Live).await.unwrap();
+    assert_eq!(entries(&store, keys::CHANGE), 2);
+    assert_eq!(entries(&store, keys::FEED_CHANGE), 2);
+    let span = Span {
+        since: 0,
+        from: 0,
+        upto: 5,
+        limit: 100,
+    };
+    let main: Vec<Arc<str>> = vec![DEFAULT_FEED.into()];
+    for feeds in [None, Some(&main[..])] {
+        let seqs: Vec<_> = store
+            .replay(span, feeds)
+            .unwrap()
+            .iter()
+            .map(|d| (d.seq, d.post_id))
+            .collect();
+        assert_eq!(seqs, [(1, 1), (4, 2)], "{feeds:?}");
+    }
+    assert_eq!(store.head().unwrap().seq, Some(5));
+    store.close().unwrap();
+    drop(store);
+    // The seq counter is found again on open from the newest change.
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.create_post(new_post("d")).await.unwrap().post.id, 6);
+    store.close().unwrap();
+}
+
+#[async_std::test]
+async fn creates_with_change_entries_of_the_earlier_layout_replay_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for title in ["a", "b"] {
+        store.create_post(new_post(title)).await.unwrap();
+    }
+    // The earlier layout also indexed creates by seq.
+    let old_layout = |h: &shared::Handles| {
+        for id in [1u64, 2] {
+            h.tree
+                .insert(keys::key(keys::CHANGE, id), &id.to_be_bytes())?;
+            let key = keys::feed_key(keys::FEED_CHANGE, DEFAULT_FEED, id);
+            h.tree.insert(key, &id.to_be_bytes())?;
+        }
+        Ok(())
+    };
+    store.shared.read(old_layout).unwrap();
+    store.update(1, titled("A"), Expect::Live).await.unwrap();
+    // Post 1's entries moved to its edit; post 2's old ones stay.
+    assert_eq!(entries(&store, keys::CHANGE), 2);
+    let span = Span {
+        since: 0,
+        from: 0,
+        upto: 3,
+        limit: 100,
+    };
+    let main: Vec<Arc<str>> = vec![DEFAULT_FEED.into()];
+    for feeds in [None, Some(&main[..])] {
+        let seqs: Vec<_> = store
+            .replay(span, feeds)
+            .unwrap()
+            .iter()
+            .map(|d| (d.seq, d.post_id))
+            .collect();
+        assert_eq!(seqs, [(2, 2), (3, 1)], "{feeds:?}");
+    }
+    store.close().unwrap();
+}

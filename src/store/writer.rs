@@ -273,17 +273,23 @@ impl<'a> Round<'a> {
         let before = if fresh { None } else { self.live(id)? };
         let feed = change.feed().to_owned();
         if let Some(old) = &before {
-            // The post's index entries move to this change.
+            // The post's change entries move to this change (an unedited
+            // post has none: removing them does nothing).
             self.writes.remove(&keys::key(keys::CHANGE, old.stored.seq));
             self.writes
                 .remove(keys::feed_key(keys::FEED_CHANGE, &feed, old.stored.seq));
         }
-        self.writes
-            .insert(&keys::key(keys::CHANGE, seq), &id.to_be_bytes());
-        self.writes.insert(
-            keys::feed_key(keys::FEED_CHANGE, &feed, seq),
-            &id.to_be_bytes(),
-        );
+        let created = matches!(change, Change::Created(_));
+        debug_assert!(!created || id == seq, "a create's seq is its post's id");
+        if !created {
+            // A create is found by its id, which is its seq (see `keys`).
+            self.writes
+                .insert(&keys::key(keys::CHANGE, seq), &id.to_be_bytes());
+            self.writes.insert(
+                keys::feed_key(keys::FEED_CHANGE, &feed, seq),
+                &id.to_be_bytes(),
+            );
+        }
         match change.stored() {
             Some(stored) => {
                 let value = keys::post_value(seq, &feed, &stored.json);
