@@ -451,9 +451,10 @@ impl Socket {
         self.send(packet, attachments)
     }
 
-    /// Queues a frame that is already encoded (a post shared by every
-    /// client), waiting while the client's outbox is full.
-    pub async fn push(&self, frame: Frame) -> Result<(), CloseReason> {
+    /// Sends a frame that is already encoded (a post shared by every
+    /// client), waiting while the client's outbox is full; with `more`,
+    /// more follow at once (see the engine session's `push`).
+    pub async fn push(&self, frame: Frame, more: bool) -> Result<(), CloseReason> {
         let session = self
             .inner
             .session
@@ -462,7 +463,7 @@ impl Socket {
         if self.is_gone() {
             return Err(CloseReason::TransportClose);
         }
-        session.push(frame).await
+        session.push(frame, more).await
     }
 
     /// Closes the whole connection (every namespace of this client).

@@ -216,6 +216,7 @@ impl Namespace for FeedNamespace {
             socket: socket.clone(),
             pid: resume.pid,
             recovery: self.recovery,
+            more: false,
         };
         let inbound = futures::stream::once(socket.closed())
             .map(|()| Inbound::Closed)
@@ -352,6 +353,8 @@ struct SocketSink {
     socket: Socket,
     pid: Option<String>,
     recovery: bool,
+    /// More changes follow the next one at once.
+    more: bool,
 }
 
 fn gone(reason: CloseReason) -> io::Error {
@@ -360,6 +363,10 @@ fn gone(reason: CloseReason) -> io::Error {
 
 #[async_trait]
 impl Outbound for SocketSink {
+    fn more_pending(&mut self, more: bool) {
+        self.more = more;
+    }
+
     async fn welcome(&mut self, _id: ConnectionId, joined: Joined) -> io::Result<()> {
         let pid = self
             .recovery
@@ -378,7 +385,8 @@ impl Outbound for SocketSink {
             Wire::SocketIoPlain
         };
         let frame = Frame::Text(delivery.frame(format).clone());
-        self.socket.push(frame).await.map_err(gone)
+        let more = std::mem::take(&mut self.more);
+        self.socket.push(frame, more).await.map_err(gone)
     }
 
     async fn ping(&mut self) -> io::Result<()> {

@@ -294,6 +294,7 @@ impl Engine {
             engine: Arc::downgrade(self),
             write_timeout: self.config.write_timeout,
             write_spacing: self.config.write_spacing,
+            direct: OnceLock::new(),
         });
         {
             let mut sessions = self.registry();

@@ -200,6 +200,10 @@ pub struct Core {
     /// poll it may have had in flight, crossing the close on the wire, is
     /// still answered with the noop it would have got (once).
     noop_owed: bool,
+    /// A writer is writing to the websocket: the writer task with frames
+    /// it took, or a pusher writing its frame directly. One at a time, so
+    /// frames leave in the order they were pushed.
+    writing: bool,
 }
 
 impl Core {
@@ -222,6 +226,7 @@ impl Core {
             room: Vec::new(),
             bell: None,
             noop_owed: false,
+            writing: false,
         }
     }
 
@@ -492,14 +497,48 @@ impl Core {
         self.take_at_most(usize::MAX)
     }
 
-    /// [`Core::take`], with at most `frames` frames.
+    /// [`Core::take`], with at most `frames` frames. Frames taken make the
+    /// writer busy until [`Core::wrote`]; while a pusher writes directly
+    /// ([`Core::begin_direct`]) the writer has nothing to do.
     pub fn take_at_most(&mut self, frames: usize) -> Take {
+        if self.writing {
+            return Take::Idle;
+        }
         if !self.outbox.is_empty() {
+            self.writing = true;
             return Take::Frames(self.take_up_to(frames));
         }
         match self.closed {
             Some(reason) => Take::Close(reason),
             None => Take::Idle,
+        }
+    }
+
+    /// The websocket writer wrote the frames it took.
+    pub fn wrote(&mut self) {
+        self.writing = false;
+    }
+
+    /// Whether a pusher may write its frame to the websocket itself, now,
+    /// instead of queueing it for the writer task: the session is open on
+    /// a websocket with a writer, nothing is queued and nobody is writing.
+    /// If so, the pusher is the writer until [`Core::end_direct`].
+    pub fn begin_direct(&mut self) -> bool {
+        let free = self.transport == Transport::WebSocket
+            && self.closed.is_none()
+            && self.bell.is_some()
+            && self.outbox.is_empty()
+            && !self.writing;
+        self.writing |= free;
+        free
+    }
+
+    /// The pusher wrote its frame; the writer task takes what was queued
+    /// (or the close) meanwhile.
+    pub fn end_direct(&mut self) {
+        self.writing = false;
+        if !self.outbox.is_empty() || self.closed.is_some() {
+            self.ring();
         }
     }
 
@@ -872,6 +911,7 @@ mod tests {
             Take::Frames(frames) => assert_eq!(text(&frames), ["4a"]),
             other => panic!("{other:?}"),
         }
+        core.wrote();
         assert!(matches!(
             core.take(),
             Take::Close(CloseReason::ServerShutdown)
@@ -909,11 +949,61 @@ mod tests {
             Take::Frames(frames) => assert_eq!(text(&frames), ["40"]),
             other => panic!("{other:?}"),
         }
+        // Busy until it wrote them.
+        assert!(matches!(core.take(), Take::Idle));
+        core.wrote();
         match core.take() {
             Take::Frames(frames) => assert_eq!(text(&frames), ["42[\"auth\"]"]),
             other => panic!("{other:?}"),
         }
+        core.wrote();
         assert!(matches!(core.take_at_most(1), Take::Idle));
+    }
+
+    #[test]
+    fn a_pusher_writes_directly_only_when_nothing_is_queued_or_being_written() {
+        let mut core = Core::new(Transport::WebSocket, Instant::now(), limits());
+        // No writer task yet: queue.
+        assert!(!core.begin_direct());
+        let (tx, rx) = async_channel::bounded(1);
+        core.set_bell(tx);
+        rx.try_recv().ok();
+        assert!(core.begin_direct());
+        // While it writes, nobody else does: others queue, the writer
+        // task waits.
+        assert!(!core.begin_direct());
+        core.push(Frame::ping(), false);
+        rx.try_recv().ok();
+        assert!(matches!(core.take(), Take::Idle));
+        // Done: the writer task is told of what was queued meanwhile.
+        core.end_direct();
+        assert!(rx.try_recv().is_ok());
+        assert!(!core.begin_direct(), "a frame is queued before it");
+        match core.take() {
+            Take::Frames(frames) => assert_eq!(text(&frames), ["2"]),
+            other => panic!("{other:?}"),
+        }
+        assert!(!core.begin_direct(), "the writer task is writing");
+        core.wrote();
+        assert!(core.begin_direct());
+        core.close(CloseReason::ServerShutdown);
+        rx.try_recv().ok();
+        assert!(matches!(core.take(), Take::Idle));
+        core.end_direct();
+        assert!(
+            rx.try_recv().is_ok(),
+            "the writer task is told of the close"
+        );
+        assert!(matches!(
+            core.take(),
+            Take::Close(CloseReason::ServerShutdown)
+        ));
+        assert!(!core.begin_direct());
+        // Never over polling.
+        let mut core = polling(Instant::now());
+        let (tx, _rx) = async_channel::bounded(1);
+        core.set_bell(tx);
+        assert!(!core.begin_direct());
     }
 
     #[test]

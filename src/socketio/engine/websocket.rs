@@ -133,6 +133,7 @@ async fn run_probe(
 /// outbox, this task reads.
 async fn run_websocket(session: Arc<Session>, conn: WebSocketConnection, outbox: Outbox, ws: u64) {
     let (bell, rung) = async_channel::bounded(1);
+    session.direct.set(outbox.clone()).ok();
     session.with_core(|core| core.set_bell(bell));
     task::spawn(write_loop(session.clone(), conn.clone(), outbox, rung));
     let mut incoming = conn;
@@ -195,6 +196,7 @@ async fn write_loop(
                         break;
                     }
                 }
+                session.with_core(|core| core.wrote());
                 if !spacing.is_zero() {
                     last_write = Some(Instant::now());
                 }
@@ -214,7 +216,7 @@ async fn write_loop(
 
 /// Sends `frame` through the outbox (see [`net::cork`](crate::net::cork)):
 /// the shared text behind a header, with no copy per client.
-async fn send_frame(outbox: &Outbox, frame: &Frame, more: bool) -> std::io::Result<()> {
+pub(super) async fn send_frame(outbox: &Outbox, frame: &Frame, more: bool) -> std::io::Result<()> {
     let (header, payload) = match frame {
         Frame::Text(text) => (FrameHeader::text(text.len()), text.as_bytes()),
         Frame::Binary(bytes) => (FrameHeader::binary(bytes.len()), &bytes[..]),
