@@ -3,15 +3,17 @@
 //! `publish` row can be read against.
 //!
 //! ```text
-//! cargo run --release --example store_ceiling -- [store|sled] [writers] [seconds]
+//! cargo run --release --example store_ceiling -- [store|sled] [writers] [seconds] [keys]
 //! ```
 //!
 //! - `store` (the default): livefeed's store as the server uses it (the
 //!   group-commit writer thread, every index, the fsync), with `writers`
 //!   concurrent creates in flight, as the benchmark's publishers keep.
-//! - `sled`: sled 0.34 alone, in batches of `writers` posts of one key each
-//!   (the same JSON), one flush and one `fdatasync` per batch: what the
-//!   storage engine allows before livefeed adds any index.
+//! - `sled`: sled 0.34 alone, in batches of `writers` posts, one flush and
+//!   one `fdatasync` per batch: what the storage engine allows. Each post is
+//!   `keys` keys (default 1): its JSON under its id, and `keys - 1` small
+//!   index entries (livefeed's create writes 2: the post and its feed's
+//!   listing).
 //!
 //! Both run in a fresh temporary directory on the disk of the working
 //! directory, as the server's `./data` would.
@@ -29,15 +31,22 @@ fn main() -> anyhow::Result<()> {
     let mode = args.next().unwrap_or_else(|| "store".into());
     let writers: usize = args.next().map_or(Ok(64), |a| a.parse())?;
     let seconds: f64 = args.next().map_or(Ok(5.0), |a| a.parse())?;
+    let keys: u8 = args.next().map_or(Ok(1), |a| a.parse())?;
     let run = Duration::from_secs_f64(seconds);
     let dir = tempfile::tempdir_in(".")?;
     let (posts, elapsed) = match mode.as_str() {
         "store" => store(dir.path(), writers, run)?,
-        "sled" => sled_alone(dir.path(), writers, run)?,
+        "sled" => sled_alone(dir.path(), writers, run, keys)?,
         other => anyhow::bail!("unknown mode {other}: store or sled"),
     };
     let rate = posts as f64 / elapsed.as_secs_f64();
-    println!("{mode}: {writers} writers, {posts} posts in {elapsed:.2?}: {rate:.0} posts/s");
+    let shape = match mode.as_str() {
+        "sled" => format!("{keys} key(s) a post"),
+        _ => "livefeed's keys".to_owned(),
+    };
+    println!(
+        "{mode}: {writers} writers, {shape}, {posts} posts in {elapsed:.2?}: {rate:.0} posts/s"
+    );
     Ok(())
 }
 
@@ -82,6 +91,7 @@ fn sled_alone(
     dir: &std::path::Path,
     batch: usize,
     run: Duration,
+    keys: u8,
 ) -> anyhow::Result<(u64, Duration)> {
     let db = sled::Config::new()
         .path(dir)
@@ -96,6 +106,11 @@ fn sled_alone(
         for _ in 0..batch {
             n += 1;
             writes.insert(&n.to_be_bytes(), body(n).as_bytes());
+            for index in 1..keys {
+                let mut key = vec![index];
+                key.extend_from_slice(&n.to_be_bytes());
+                writes.insert(key, &[]);
+            }
         }
         tree.apply_batch(writes)?;
         db.flush()?;

@@ -11,7 +11,6 @@ use livefeed_actors::{
     Broadcast, Close, Connection, ConnectionConfig, Delivery, Kind, Metrics, Stats,
 };
 use std::sync::Arc;
-use std::time::Duration;
 use xactor::Addr;
 
 fn change(seq: u64, feed: &str) -> Arc<Delivery> {
@@ -105,17 +104,14 @@ async fn a_round_over_two_feeds_reaches_each_connection_in_seq_order() {
 
 #[async_std::test]
 async fn a_round_past_the_backlog_bound_kicks_that_connection_only() {
-    let config = ConnectionConfig {
-        max_backlog_frames: 3,
-        write_timeout: Duration::from_secs(60),
-        ..ConnectionConfig::default()
-    };
-    let mut w = World::new(config).await;
-    let (gate_tx, gate_rx) = unbounded::<()>();
-    let (slow_rx, slow) = w.connect(None, Some(gate_rx)).await;
-    let (fast_rx, _fast) = w.connect(None, None).await;
-    assert_eq!(next(&slow_rx).await, Event::Welcome(None));
-    assert_eq!(next(&fast_rx).await, Event::Welcome(None));
+    let (mut w, pair) = World::slow_and_fast(3).await;
+    let SlowAndFast {
+        gate: gate_tx,
+        slow_rx,
+        slow,
+        fast_rx,
+        ..
+    } = pair;
 
     // The slow client is stuck on the first round; the second fits the
     // fast one's bound exactly but not the slow one's, still holding the
@@ -183,11 +179,7 @@ async fn the_last_of_a_round_is_marked_when_another_round_is_queued() {
 async fn a_round_skips_what_the_client_has_and_hints_from_what_it_writes() {
     // A client resuming with `since = 5` on a hub that is at 3 (a lagging
     // replica): of the round 4..=7 it gets 6 and 7.
-    let history = Arc::new(MemHistory::default());
-    for id in 1..=3 {
-        history.store(id);
-    }
-    let mut w = World::with_history(history, ConnectionConfig::default()).await;
+    let mut w = World::with_posts(3).await;
     let (rx, addr) = w.connect(Some(5), None).await;
     assert_eq!(next(&rx).await, Event::Welcome(Some(3)));
     w.publish_round(4..=7).await;

@@ -101,17 +101,14 @@ async fn replay_joins_live_without_gap_or_duplicate() {
 
 #[async_std::test]
 async fn stalled_connection_is_disconnected_without_delaying_others() {
-    let config = ConnectionConfig {
-        max_backlog_frames: 8,
-        write_timeout: Duration::from_secs(60),
-        ..ConnectionConfig::default()
-    };
-    let mut w = World::new(config).await;
-    let (gate_tx, gate_rx) = unbounded::<()>();
-    let (slow_rx, slow) = w.connect(None, Some(gate_rx)).await;
-    let (fast_rx, _fast) = w.connect(None, None).await;
-    next(&slow_rx).await;
-    next(&fast_rx).await;
+    let (w, pair) = World::slow_and_fast(8).await;
+    let SlowAndFast {
+        gate: gate_tx,
+        slow_rx,
+        slow,
+        fast_rx,
+        ..
+    } = pair;
 
     // The healthy client gets every post while the slow one is stuck in
     // its first write.
@@ -231,11 +228,7 @@ async fn since_ahead_of_the_hub_skips_posts_the_client_has() {
     // A client resuming with `since = 5` on a hub (a cluster node whose
     // replica lags) that has only reached post 3: posts 4 and 5 arrive
     // live later and must not reach the client a second time.
-    let history = Arc::new(MemHistory::default());
-    for id in 1..=3 {
-        history.store(id);
-    }
-    let mut w = World::with_history(history, ConnectionConfig::default()).await;
+    let mut w = World::with_posts(3).await;
     let (rx, _addr) = w.connect(Some(5), None).await;
     assert_eq!(next(&rx).await, Event::Welcome(Some(3)));
     for id in 4..=7 {

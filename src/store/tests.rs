@@ -383,6 +383,27 @@ fn entries(store: &Store, prefix: u8) -> usize {
     store.shared.read(count).unwrap()
 }
 
+/// Asserts that a replay of everything up to `upto`, of every feed and of
+/// the main feed, is `expected` (seq, post id).
+fn replays_as(store: &Store, upto: u64, expected: &[(u64, u64)]) {
+    let span = Span {
+        since: 0,
+        from: 0,
+        upto,
+        limit: 100,
+    };
+    let main: Vec<Arc<str>> = vec![DEFAULT_FEED.into()];
+    for feeds in [None, Some(&main[..])] {
+        let seqs: Vec<_> = store
+            .replay(span, feeds)
+            .unwrap()
+            .iter()
+            .map(|d| (d.seq, d.post_id))
+            .collect();
+        assert_eq!(seqs, expected, "{feeds:?}");
+    }
+}
+
 #[async_std::test]
 async fn creates_write_no_change_entries_and_replay_by_id() {
     let dir = tempfile::tempdir().unwrap();
@@ -396,22 +417,7 @@ async fn creates_write_no_change_entries_and_replay_by_id() {
     store.delete(3, Expect::Live).await.unwrap();
     assert_eq!(entries(&store, keys::CHANGE), 2);
     assert_eq!(entries(&store, keys::FEED_CHANGE), 2);
-    let span = Span {
-        since: 0,
-        from: 0,
-        upto: 5,
-        limit: 100,
-    };
-    let main: Vec<Arc<str>> = vec![DEFAULT_FEED.into()];
-    for feeds in [None, Some(&main[..])] {
-        let seqs: Vec<_> = store
-            .replay(span, feeds)
-            .unwrap()
-            .iter()
-            .map(|d| (d.seq, d.post_id))
-            .collect();
-        assert_eq!(seqs, [(1, 1), (4, 2)], "{feeds:?}");
-    }
+    replays_as(&store, 5, &[(1, 1), (4, 2)]);
     assert_eq!(store.head().unwrap().seq, Some(5));
     store.close().unwrap();
     drop(store);
@@ -442,21 +448,6 @@ async fn creates_with_change_entries_of_the_earlier_layout_replay_once() {
     store.update(1, titled("A"), Expect::Live).await.unwrap();
     // Post 1's entries moved to its edit; post 2's old ones stay.
     assert_eq!(entries(&store, keys::CHANGE), 2);
-    let span = Span {
-        since: 0,
-        from: 0,
-        upto: 3,
-        limit: 100,
-    };
-    let main: Vec<Arc<str>> = vec![DEFAULT_FEED.into()];
-    for feeds in [None, Some(&main[..])] {
-        let seqs: Vec<_> = store
-            .replay(span, feeds)
-            .unwrap()
-            .iter()
-            .map(|d| (d.seq, d.post_id))
-            .collect();
-        assert_eq!(seqs, [(2, 2), (3, 1)], "{feeds:?}");
-    }
+    replays_as(&store, 3, &[(2, 2), (3, 1)]);
     store.close().unwrap();
 }

@@ -140,6 +140,16 @@ impl History for MemHistory {
     }
 }
 
+/// [`World::slow_and_fast`]'s connections.
+pub struct SlowAndFast {
+    /// Dropping it lets the slow connection's writes through.
+    pub gate: Sender<()>,
+    pub slow_rx: Receiver<Event>,
+    pub slow: Addr<Connection<MemSink>>,
+    pub fast_rx: Receiver<Event>,
+    _fast: Addr<Connection<MemSink>>,
+}
+
 pub struct World {
     pub hub: Addr<Hub>,
     pub history: Arc<MemHistory>,
@@ -156,6 +166,15 @@ impl World {
     pub async fn new(config: ConnectionConfig) -> Self {
         let history = Arc::new(MemHistory::default());
         Self::with_history(history, config).await
+    }
+
+    /// A world whose history has posts 1 to `n`, with default limits.
+    pub async fn with_posts(n: u64) -> Self {
+        let history = Arc::new(MemHistory::default());
+        for id in 1..=n {
+            history.store(id);
+        }
+        Self::with_history(history, ConnectionConfig::default()).await
     }
 
     pub async fn with_history(history: Arc<MemHistory>, config: ConnectionConfig) -> Self {
@@ -188,6 +207,31 @@ impl World {
             entered,
             entered_tx,
         }
+    }
+
+    /// A slow connection (each write waits for a token of the gate
+    /// returned) and a fast one, both on the main feed and welcomed, with
+    /// writes that never time out and a backlog bound of `max_frames`.
+    pub async fn slow_and_fast(max_frames: usize) -> (Self, SlowAndFast) {
+        let config = ConnectionConfig {
+            max_backlog_frames: max_frames,
+            write_timeout: Duration::from_secs(60),
+            ..ConnectionConfig::default()
+        };
+        let mut w = World::new(config).await;
+        let (gate, gate_rx) = unbounded::<()>();
+        let (slow_rx, slow) = w.connect(None, Some(gate_rx)).await;
+        let (fast_rx, fast) = w.connect(None, None).await;
+        assert_eq!(next(&slow_rx).await, Event::Welcome(None));
+        assert_eq!(next(&fast_rx).await, Event::Welcome(None));
+        let pair = SlowAndFast {
+            gate,
+            slow_rx,
+            slow,
+            fast_rx,
+            _fast: fast,
+        };
+        (w, pair)
     }
 
     /// Starts a connection to the main feed; returns its event stream and
