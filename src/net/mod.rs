@@ -4,7 +4,8 @@
 //! Layout:
 //! - [`websocket`]: handshake checks, accept key, `101`, limits;
 //! - [`origin`]: the `--allowed-origin` policy;
-//! - [`cork`]: holding writes back while more frames follow;
+//! - [`cork`]: holding writes back while more frames follow, and the outbox
+//!   that writes a change's shared frame to each client without copying it;
 //! - [`backoff`]: capped, jittered exponential backoff.
 
 pub mod backoff;
