@@ -467,7 +467,8 @@ impl<S: Outbound> Handler<Deliver> for Connection<S> {
                 // to release.
                 continue;
             }
-            self.sink.more_pending(i + 1 < frames.len() || more);
+            // The rest of the round is still reserved: `more` covers it.
+            self.sink.more_pending(more);
             match self.write(delivery).await {
                 Ok(true) => {
                     let first = written.map_or(i, |(first, _)| first);

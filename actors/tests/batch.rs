@@ -104,14 +104,16 @@ async fn a_round_over_two_feeds_reaches_each_connection_in_seq_order() {
 
 #[async_std::test]
 async fn a_round_past_the_backlog_bound_kicks_that_connection_only() {
-    let (mut w, pair) = World::slow_and_fast(3).await;
-    let SlowAndFast {
-        gate: gate_tx,
-        slow_rx,
-        slow,
-        fast_rx,
-        ..
-    } = pair;
+    let (
+        mut w,
+        SlowAndFast {
+            gate: gate_tx,
+            slow_rx,
+            slow,
+            fast_rx,
+            fast: _fast,
+        },
+    ) = World::slow_and_fast(3).await;
 
     // The slow client is stuck on the first round; the second fits the
     // fast one's bound exactly but not the slow one's, still holding the

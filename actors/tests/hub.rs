@@ -101,14 +101,16 @@ async fn replay_joins_live_without_gap_or_duplicate() {
 
 #[async_std::test]
 async fn stalled_connection_is_disconnected_without_delaying_others() {
-    let (w, pair) = World::slow_and_fast(8).await;
-    let SlowAndFast {
-        gate: gate_tx,
-        slow_rx,
-        slow,
-        fast_rx,
-        ..
-    } = pair;
+    let (
+        w,
+        SlowAndFast {
+            gate: gate_tx,
+            slow_rx,
+            slow,
+            fast_rx,
+            fast: _fast,
+        },
+    ) = World::slow_and_fast(8).await;
 
     // The healthy client gets every post while the slow one is stuck in
     // its first write.

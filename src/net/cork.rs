@@ -12,7 +12,8 @@
 //!   outbox: while more frames follow it is held, and the run leaves in one
 //!   `write`;
 //! - tungstenite (the welcome, pings, pongs, close frames) writes through
-//!   the same held bytes, so its frames keep their place in the stream.
+//!   the same held bytes: behind whatever is held, or straight to the
+//!   stream when nothing is, so its frames keep their place in the stream.
 //!
 //! Both take the one lock of the stream's write side for one poll at a
 //! time, and every write adds whole frames: a short write keeps its rest
@@ -22,7 +23,6 @@
 use futures::io::{AsyncRead, AsyncWrite};
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 
@@ -32,22 +32,6 @@ pub const CORK_LIMIT: usize = 32 * 1024;
 /// A frame at most this big that meets nothing held goes out from the
 /// stack, with no buffer allocated.
 const DIRECT_LIMIT: usize = 2048;
-
-/// Turns holding back on and off for the writes tungstenite makes; shared
-/// by the writer that knows whether more frames follow.
-#[derive(Debug, Clone, Default)]
-pub struct Cork(Arc<AtomicBool>);
-
-impl Cork {
-    /// Hold writes back (`true`) or write through (`false`).
-    pub fn set(&self, corked: bool) {
-        self.0.store(corked, Ordering::Relaxed);
-    }
-
-    fn is_set(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
 
 /// The stream and the bytes held back for it.
 #[derive(Debug)]
@@ -85,42 +69,45 @@ impl<S: AsyncWrite + Unpin> Held<S> {
     /// the same frames again.
     fn poll_write_whole(&mut self, cx: &mut Context<'_>, parts: &[&[u8]]) -> Poll<io::Result<()>> {
         debug_assert!(self.bytes.is_empty());
+        if let [one] = parts {
+            return self.poll_write_direct(cx, one);
+        }
         let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > DIRECT_LIMIT {
+            return self.hold(cx, parts);
+        }
         let mut stack = [0u8; DIRECT_LIMIT];
-        let whole: &[u8] = match parts {
-            [one] => one,
-            _ if len <= DIRECT_LIMIT => {
-                let mut at = 0;
-                for part in parts {
-                    stack[at..at + part.len()].copy_from_slice(part);
-                    at += part.len();
-                }
-                &stack[..len]
-            }
-            _ => {
-                // Taken whole into the held bytes, whatever the stream
-                // takes of them now.
-                for part in parts {
-                    self.bytes.extend_from_slice(part);
-                }
-                if let Poll::Ready(Err(e)) = self.poll_drain(cx) {
-                    return Poll::Ready(Err(e));
-                }
-                return Poll::Ready(Ok(()));
-            }
-        };
+        let mut at = 0;
+        for part in parts {
+            stack[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        self.poll_write_direct(cx, &stack[..len])
+    }
+
+    /// Writes `whole` to the stream; the rest of a short write is held.
+    fn poll_write_direct(&mut self, cx: &mut Context<'_>, whole: &[u8]) -> Poll<io::Result<()>> {
         let n = ready!(Pin::new(&mut self.inner).poll_write(cx, whole))?;
-        if n == 0 && len > 0 {
+        if n == 0 && !whole.is_empty() {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
-        if n < len {
-            self.bytes.extend_from_slice(&whole[n..]);
-            // The rest leaves at the next drain; the frames are taken.
-            if let Poll::Ready(Err(e)) = self.poll_drain(cx) {
-                return Poll::Ready(Err(e));
-            }
+        if n < whole.len() {
+            return self.hold(cx, &[&whole[n..]]);
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Takes `parts` into the held bytes and writes what the stream takes
+    /// of them now; the rest leaves at the next drain. Ready unless the
+    /// stream failed.
+    fn hold(&mut self, cx: &mut Context<'_>, parts: &[&[u8]]) -> Poll<io::Result<()>> {
+        for part in parts {
+            self.bytes.extend_from_slice(part);
+        }
+        match self.poll_drain(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            _ => Poll::Ready(Ok(())),
+        }
     }
 }
 
@@ -133,12 +120,11 @@ fn lock<S>(shared: &Shared<S>) -> MutexGuard<'_, Held<S>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A stream whose writes are held back while its [`Cork`] is set, and
-/// which an [`Outbox`] can write whole frames to.
+/// A stream whose writes queue behind the bytes an [`Outbox`] holds back,
+/// so that the two writers' frames stay whole and in order.
 #[derive(Debug)]
 pub struct Corked<S> {
     shared: Shared<S>,
-    cork: Cork,
 }
 
 /// Writes whole, already formatted frames to a [`Corked`] stream.
@@ -156,9 +142,8 @@ impl<S> Clone for Outbox<S> {
 }
 
 impl<S> Corked<S> {
-    /// Wraps `inner`, controlled by `cork`, with the outbox that writes to
-    /// it.
-    pub fn new(inner: S, cork: Cork) -> (Self, Outbox<S>) {
+    /// Wraps `inner`, with the outbox that writes to it.
+    pub fn new(inner: S) -> (Self, Outbox<S>) {
         let shared = Arc::new(Mutex::new(Held {
             inner,
             bytes: Vec::new(),
@@ -166,7 +151,7 @@ impl<S> Corked<S> {
         let outbox = Outbox {
             shared: shared.clone(),
         };
-        (Self { shared, cork }, outbox)
+        (Self { shared }, outbox)
     }
 }
 
@@ -209,9 +194,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Corked<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let corked = self.cork.is_set();
         let mut held = lock(&self.shared);
-        if held.bytes.is_empty() && !corked {
+        if held.bytes.is_empty() {
             ready!(held.poll_write_whole(cx, &[buf]))?;
             return Poll::Ready(Ok(buf.len()));
         }
@@ -221,21 +205,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Corked<S> {
             ready!(held.poll_write_whole(cx, &[buf]))?;
             return Poll::Ready(Ok(buf.len()));
         }
-        held.bytes.extend_from_slice(buf);
-        if !corked {
-            // Send what is held together with this write; what the stream
-            // does not take now leaves at the flush.
-            if let Poll::Ready(Err(e)) = held.poll_drain(cx) {
-                return Poll::Ready(Err(e));
-            }
-        }
+        // Behind what is held, and sent with it.
+        ready!(held.hold(cx, &[buf]))?;
         Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.cork.is_set() {
-            return Poll::Ready(Ok(()));
-        }
         let mut held = lock(&self.shared);
         ready!(held.poll_drain(cx))?;
         Pin::new(&mut held.inner).poll_flush(cx)
@@ -305,28 +280,8 @@ mod tests {
     }
 
     #[async_std::test]
-    async fn corked_frames_leave_in_one_write_in_order() {
-        let cork = Cork::default();
-        let (mut stream, outbox) = Corked::new(Counting::default(), cork.clone());
-        cork.set(true);
-        for frame in [&b"one "[..], b"two ", b"three "] {
-            stream.write_all(frame).await.unwrap();
-            stream.flush().await.unwrap();
-        }
-        assert_eq!(inner(&outbox, |h| h.inner.writes), 0, "held while corked");
-        cork.set(false);
-        stream.write_all(b"four").await.unwrap();
-        stream.flush().await.unwrap();
-        inner(&outbox, |h| {
-            assert_eq!(h.inner.writes, 1);
-            assert_eq!(h.inner.data, b"one two three four");
-            assert_eq!(h.bytes.capacity(), 0, "buffer released");
-        });
-    }
-
-    #[async_std::test]
-    async fn uncorked_writes_go_straight_through() {
-        let (mut stream, outbox) = Corked::new(Counting::default(), Cork::default());
+    async fn writes_with_nothing_held_go_straight_through() {
+        let (mut stream, outbox) = Corked::new(Counting::default());
         stream.write_all(b"a").await.unwrap();
         stream.write_all(b"b").await.unwrap();
         assert_eq!(inner(&outbox, |h| h.inner.writes), 2);
@@ -334,12 +289,11 @@ mod tests {
 
     #[async_std::test]
     async fn the_limit_bounds_what_is_held() {
-        let cork = Cork::default();
-        let (mut stream, outbox) = Corked::new(Counting::default(), cork.clone());
-        cork.set(true);
+        let (_stream, outbox) = Corked::new(Counting::default());
         let big = vec![7u8; CORK_LIMIT / 2 + 1];
-        stream.write_all(&big).await.unwrap();
-        stream.write_all(&big).await.unwrap();
+        outbox.send(&[&big], true).await.unwrap();
+        assert_eq!(inner(&outbox, |h| h.inner.writes), 0, "held");
+        outbox.send(&[&big], true).await.unwrap();
         inner(&outbox, |h| {
             assert!(h.bytes.len() <= CORK_LIMIT);
             assert_eq!(h.inner.data.len() + h.bytes.len(), big.len() * 2);
@@ -348,7 +302,7 @@ mod tests {
 
     #[async_std::test]
     async fn outbox_frames_run_together_and_leave_with_the_last() {
-        let (_stream, outbox) = Corked::new(Counting::default(), Cork::default());
+        let (_stream, outbox) = Corked::new(Counting::default());
         outbox.send(&[b"h1", b"one "], true).await.unwrap();
         outbox.send(&[b"h2", b"two "], true).await.unwrap();
         assert_eq!(inner(&outbox, |h| h.inner.writes), 0);
@@ -374,7 +328,7 @@ mod tests {
             chunk: 3,
             ..Counting::default()
         };
-        let (mut stream, outbox) = Corked::new(inner_stream, Cork::default());
+        let (mut stream, outbox) = Corked::new(inner_stream);
         outbox.send(&[b"<a", b"aaaa>"], false).await.unwrap();
         stream.write_all(b"<ping>").await.unwrap();
         outbox.send(&[b"<b", b"bbbbbbbbbbb>"], true).await.unwrap();
@@ -387,7 +341,7 @@ mod tests {
 
     #[async_std::test]
     async fn a_big_frame_that_waits_for_room_is_sent_once() {
-        let (_stream, outbox) = Corked::new(Counting::default(), Cork::default());
+        let (_stream, outbox) = Corked::new(Counting::default());
         inner(&outbox, |h| h.inner.full = true);
         let payload = vec![b'x'; DIRECT_LIMIT + 1];
         let parts: [&[u8]; 2] = [b"<", &payload];
@@ -405,7 +359,7 @@ mod tests {
 
     #[async_std::test]
     async fn a_full_stream_holds_tungstenites_frames_whole() {
-        let (mut stream, outbox) = Corked::new(Counting::default(), Cork::default());
+        let (mut stream, outbox) = Corked::new(Counting::default());
         outbox.send(&[b"<a", b">"], true).await.unwrap();
         inner(&outbox, |h| h.inner.full = true);
         // Held bytes ahead of it: tungstenite's frame is taken whole.

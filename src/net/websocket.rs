@@ -6,7 +6,7 @@
 //! here the stream is upgraded with the caller's limit and handed to
 //! tide-websockets as a `WebSocketConnection`.
 
-use super::cork::{self, Cork, Corked};
+use super::cork::{self, Corked};
 use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use async_tungstenite::WebSocketStream;
 use sha1::{Digest, Sha1};
@@ -88,15 +88,12 @@ pub fn accept_key(key: &str) -> String {
 /// Writes whole server frames to an upgraded websocket.
 pub type Outbox = cork::Outbox<tide::http::upgrade::Connection>;
 
-/// An upgraded websocket: tide-websockets' connection over a stream whose
-/// writes its [`Cork`] can hold back, and the outbox that writes frames
-/// formatted once for many clients.
+/// An upgraded websocket: tide-websockets' connection, and the outbox that
+/// writes frames formatted once for many clients to the same stream.
 pub struct Upgraded {
     /// The connection: it reads, and writes control frames; one task
     /// writes to it.
     pub conn: WebSocketConnection,
-    /// Holds the connection's writes back while more frames follow.
-    pub cork: Cork,
     /// Writes data frames (see [`FrameHeader`]), in order with the
     /// connection's own.
     pub outbox: Outbox,
@@ -166,8 +163,7 @@ pub async fn switch(
         .await;
     let websocket = async move {
         let stream = upgraded.await?;
-        let cork = Cork::default();
-        let (corked, outbox) = Corked::new(stream, cork.clone());
+        let (corked, outbox) = Corked::new(stream);
         let stream = tide::http::upgrade::Connection::new(corked);
         let limits = WebSocketConfig {
             max_send_queue: None,
@@ -178,7 +174,6 @@ pub async fn switch(
         let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(limits)).await;
         Some(Upgraded {
             conn: WebSocketConnection::from(ws),
-            cork,
             outbox,
         })
     };

@@ -53,22 +53,22 @@ pub(super) fn page(
 }
 
 /// The newest change's seq and the newest post's id.
+///
+/// The newest change is the newest edit or delete (`C`), or the newest
+/// create, whose seq is its post's id (`P`, or `T` once deleted).
 pub(super) fn head(tree: &sled::Tree) -> Result<Head, StoreError> {
     let live = last_number(tree, keys::POST)?;
     let gone = last_number(tree, keys::TOMBSTONE)?;
+    let post_id = live.max(gone);
     Ok(Head {
-        seq: last_seq(tree)?,
-        post_id: live.max(gone),
+        seq: last_number(tree, keys::CHANGE)?.max(post_id),
+        post_id,
     })
 }
 
-/// The newest change's seq: the newest edit or delete (`C`), or the newest
-/// create, whose seq is its post's id (`P`, or `T` once deleted).
+/// The newest change's seq (see [`head`]).
 pub(super) fn last_seq(tree: &sled::Tree) -> Result<Option<u64>, StoreError> {
-    let changed = last_number(tree, keys::CHANGE)?;
-    let live = last_number(tree, keys::POST)?;
-    let gone = last_number(tree, keys::TOMBSTONE)?;
-    Ok(changed.max(live).max(gone))
+    Ok(head(tree)?.seq)
 }
 
 /// Every feed with at least one live post.

@@ -61,7 +61,7 @@ async fn upgrade(route: Route, req: Request<()>) -> Response {
     let (res, upgraded) = websocket::switch(&key, MAX_FRAME).await;
     async_std::task::spawn(async move {
         // A client gone before the upgrade drops its ticket here.
-        if let Some(Upgraded { conn, outbox, .. }) = upgraded.await {
+        if let Some(Upgraded { conn, outbox }) = upgraded.await {
             let inbound = conn.clone().map(classify).boxed();
             let sink = WsSink {
                 conn,

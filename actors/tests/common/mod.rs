@@ -147,7 +147,8 @@ pub struct SlowAndFast {
     pub slow_rx: Receiver<Event>,
     pub slow: Addr<Connection<MemSink>>,
     pub fast_rx: Receiver<Event>,
-    _fast: Addr<Connection<MemSink>>,
+    /// Keeps the fast connection running.
+    pub fast: Addr<Connection<MemSink>>,
 }
 
 pub struct World {
@@ -229,7 +230,7 @@ impl World {
             slow_rx,
             slow,
             fast_rx,
-            _fast: fast,
+            fast,
         };
         (w, pair)
     }

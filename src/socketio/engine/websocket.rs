@@ -49,7 +49,7 @@ impl Engine {
         let (res, upgraded) = websocket::switch(&key, self.config.max_payload).await;
         let engine = self.clone();
         task::spawn(async move {
-            let Some(Upgraded { conn, outbox, .. }) = upgraded.await else {
+            let Some(Upgraded { conn, outbox }) = upgraded.await else {
                 if let Probe::Session(session) = probe {
                     session.with_core(|core| core.probe_end(ws));
                 }
