@@ -11,6 +11,13 @@
 #                           fan-out at N = 1,000 / 2,000 / 5,000 / 10,000 / 18,000 clients and
 #                           10 posts/s for every target (under 25 minutes; each point capped);
 #                           bench/results/scale.{jsonl,md,svg}
+#   bench/run.sh --ceiling [--rounds 3]
+#                           what the fixed stack allows (about 2.5 minutes a round): durable
+#                           publish and idle RSS at 10,000 clients of the floor, of the least server
+#                           tide and tide-websockets make (examples/stack_ceiling.rs, posts in
+#                           memory, behind async-h1 and behind livefeed's HTTP/1.1) and of livefeed,
+#                           plus storage alone (examples/store_ceiling.rs), in alternated rounds;
+#                           bench/results/ceiling.{jsonl,md}
 #
 # LIMIT_SERVER_DIR overrides where limit-server's source is looked for
 # (default: ../shared/reference/limit-server beside the checkout); without it
@@ -24,11 +31,19 @@ usage() { awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' 
 
 QUICK=0
 SCALE=0
+CEILING=0
+ROUNDS=3
 POINTS="1000,2000,5000,10000,18000"
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --scale) SCALE=1 ;;
+    --ceiling) CEILING=1 ;;
+    --rounds)
+      [ "$#" -ge 2 ] && [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "--rounds needs a count" >&2; exit 2; }
+      ROUNDS="$2"
+      shift
+      ;;
     --points)
       [ "$#" -ge 2 ] || { echo "--points needs a value" >&2; exit 2; }
       POINTS="$2"
@@ -39,8 +54,8 @@ while [ "$#" -gt 0 ]; do
   esac
   shift
 done
-if [ "$QUICK" -eq 1 ] && [ "$SCALE" -eq 1 ]; then
-  echo "--quick and --scale are separate runs: pick one" >&2
+if [ $((QUICK + SCALE + CEILING)) -gt 1 ]; then
+  echo "--quick, --scale and --ceiling are separate runs: pick one" >&2
   exit 2
 fi
 if ! [[ "$POINTS" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]]; then
@@ -92,6 +107,8 @@ timeout "$BUILD_TIMEOUT" cargo build --release --workspace --bins --examples >&2
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 LIVEFEED="$TARGET_DIR/release/livefeed"
 LOADGEN="$TARGET_DIR/release/livefeed-bench"
+STACK_CEILING="$TARGET_DIR/release/examples/stack_ceiling"
+STORE_CEILING="$TARGET_DIR/release/examples/store_ceiling"
 
 # The floor: limit-server, a standalone crate (tokio, hyper, tungstenite) with
 # its own Cargo.lock, built in its own target dir so that tokio never enters
@@ -149,6 +166,11 @@ start_server() {
       node)
         PORT="$port" HOST=127.0.0.1 node "$NODE_DIR/server.js" >>"$WORK/node.log" 2>&1 &
         ;;
+      stack-async-h1 | stack-livefeed-h1)
+        local http=async-h1
+        [ "$kind" = stack-livefeed-h1 ] && http=livefeed
+        "$STACK_CEILING" --addr "$SERVER_ADDR" --http "$http" >>"$WORK/stack-ceiling.log" 2>&1 &
+        ;;
     esac
     SERVER_PID=$!
     if "$LOADGEN" wait-ready --addr "$SERVER_ADDR" --pid "$SERVER_PID" --timeout-s 30 "${ready[@]}"; then
@@ -200,6 +222,7 @@ scenario() {
     livefeed-sio) proto=(--proto sio) ;;
     limit-server) kind=limit-server; proto=(--proto ws --order-by id) ;;
     node) kind=node; proto=(--proto sio --order-by id) ;;
+    stack-*) kind="$target"; proto=(--proto ws --order-by id) ;;
   esac
   local cmd="$1"
   shift
@@ -357,6 +380,58 @@ if [ "$SCALE" -eq 1 ]; then
   } >"$RESULTS_DIR/scale.md"
   cat "$RESULTS_DIR/scale.md"
   log "wrote $RESULTS_DIR/scale.md, scale.svg and scale.jsonl"
+  exit 0
+fi
+
+# ---------------------------------------------------------------- ceiling run
+# Rounds of: each server's durable publish and its idle RSS at 10,000
+# clients, then storage alone; targets alternate within a round, so a busy
+# moment of the machine touches every column alike.
+if [ "$CEILING" -eq 1 ]; then
+  CEIL_TARGETS=()
+  for t in "${TARGETS[@]}"; do
+    [ "$t" = node ] || CEIL_TARGETS+=("$t")
+  done
+  CEIL_TARGETS+=(stack-async-h1 stack-livefeed-h1)
+  [ -n "$LIMIT_BIN" ] || log "the floor is absent ($FLOOR_NOTE): the table has no ratios"
+  log "ceiling run: $ROUNDS rounds x (${CEIL_TARGETS[*]}) + storage alone; about $((ROUNDS * 5 / 2)) min"
+  for r in $(seq 1 "$ROUNDS"); do
+    for t in "${CEIL_TARGETS[@]}"; do
+      # Socket.IO changes nothing in a publish (no clients): /ws's row has it.
+      [ "$t" = livefeed-sio ] || scenario "$t" "publish-$r" 120 publish --publishers 64 --duration-s 10
+      scenario "$t" "idle-$r" 120 fanout -n 10000 --rate 1 --duration-s 1
+    done
+    for mode in "store 64 5" "sled 64 5 2"; do
+      log "storage alone / store_ceiling $mode, round $r"
+      dir="$(mktemp -d "$WORK/storage.XXXXXX")"
+      # shellcheck disable=SC2086 # the mode's words are its arguments
+      if line="$(cd "$dir" && timeout 60 "$STORE_CEILING" $mode --json)"; then
+        mode="${mode%% *}"
+        echo "$line" | sed "s/^{/{\"target\":\"$mode\",\"scenario\":\"storage-$r\",/" >>"$RES"
+      else
+        fail_line "${mode%% *}" "storage-$r" "store_ceiling failed"
+      fi
+      rm -rf "$dir"
+    done
+  done
+  ELAPSED=$(( $(date +%s) - START ))
+  LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
+  cp "$RES" "$RESULTS_DIR/ceiling.jsonl"
+  {
+    echo "# livefeed ceiling run: what the stack allows"
+    echo
+    echo "- command: \`bench/run.sh --ceiling$([ "$ROUNDS" = 3 ] || echo " --rounds $ROUNDS")\` (took ${ELAPSED} s)"
+    echo "- each cell: the median of $ROUNDS rounds, each round's value in brackets; every server fresh per scenario, targets alternated within each round"
+    echo "- publish: \`publish --publishers 64 --duration-s 10\`; idle RSS: \`fanout -n 10000 --rate 1 --duration-s 1\`, (RSS after the connect storm and a 2 s settle − RSS before) ÷ N"
+    echo "- tide + async-h1 / tide + livefeed's HTTP/1.1: examples/stack_ceiling.rs (tide 0.16 and tide-websockets 0.4 with their defaults, posts in memory, one frame per post shared by every connection, bounded queues), served by async-h1 or by livefeed's own HTTP/1.1 loop"
+    echo "- storage alone: examples/store_ceiling.rs \`store 64 5\` and \`sled 64 5 2\`, in a temporary dir on the same disk as livefeed's data dirs"
+    machine_lines
+    echo "- load average (1/5/15 min) before: $LOAD_START; after: $LOAD_END"
+    echo
+    "$LOADGEN" ceiling "$RES"
+  } >"$RESULTS_DIR/ceiling.md"
+  cat "$RESULTS_DIR/ceiling.md"
+  log "wrote $RESULTS_DIR/ceiling.md and ceiling.jsonl"
   exit 0
 fi
 

@@ -3,7 +3,7 @@
 //! `publish` row can be read against.
 //!
 //! ```text
-//! cargo run --release --example store_ceiling -- [store|sled] [writers] [seconds] [keys]
+//! cargo run --release --example store_ceiling -- [store|sled] [writers] [seconds] [keys] [--json]
 //! ```
 //!
 //! - `store` (the default): livefeed's store as the server uses it (the
@@ -16,7 +16,9 @@
 //!   listing).
 //!
 //! Both run in a fresh temporary directory on the disk of the working
-//! directory, as the server's `./data` would.
+//! directory, as the server's `./data` would. Each prints its rate and the
+//! process's CPU time per post; `--json` prints them as one result line for
+//! `bench/run.sh --ceiling`.
 
 use livefeed::feed::name::FeedName;
 use livefeed::feed::post::NewPost;
@@ -27,27 +29,57 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let json = all.iter().any(|a| a == "--json");
+    let mut args = all.into_iter().filter(|a| a != "--json");
     let mode = args.next().unwrap_or_else(|| "store".into());
     let writers: usize = args.next().map_or(Ok(64), |a| a.parse())?;
     let seconds: f64 = args.next().map_or(Ok(5.0), |a| a.parse())?;
     let keys: u8 = args.next().map_or(Ok(1), |a| a.parse())?;
     let run = Duration::from_secs_f64(seconds);
     let dir = tempfile::tempdir_in(".")?;
+    let cpu_before = cpu_seconds()?;
     let (posts, elapsed) = match mode.as_str() {
         "store" => store(dir.path(), writers, run)?,
         "sled" => sled_alone(dir.path(), writers, run, keys)?,
         other => anyhow::bail!("unknown mode {other}: store or sled"),
     };
+    let cpu_us_per_post = (cpu_seconds()? - cpu_before) * 1e6 / posts.max(1) as f64;
     let rate = posts as f64 / elapsed.as_secs_f64();
     let shape = match mode.as_str() {
         "sled" => format!("{keys} key(s) a post"),
         _ => "livefeed's keys".to_owned(),
     };
-    println!(
-        "{mode}: {writers} writers, {shape}, {posts} posts in {elapsed:.2?}: {rate:.0} posts/s"
-    );
+    if json {
+        let line = serde_json::json!({
+            "mode": mode, "writers": writers, "keys": keys, "posts_ok": posts,
+            "posts_per_sec": rate, "cpu_us_per_post": cpu_us_per_post, "ok": true,
+        });
+        println!("{line}");
+    } else {
+        println!(
+            "{mode}: {writers} writers, {shape}, {posts} posts in {elapsed:.2?}: {rate:.0} posts/s, \
+             {cpu_us_per_post:.1} µs of CPU a post"
+        );
+    }
     Ok(())
+}
+
+/// This process's user + system CPU time so far (Linux: `/proc/self/stat`,
+/// in clock ticks of 1/100 s).
+fn cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let field = |i: usize| -> anyhow::Result<f64> {
+        Ok(rest
+            .split_whitespace()
+            .nth(i)
+            .ok_or_else(|| anyhow::anyhow!("short /proc/self/stat"))?
+            .parse()?)
+    };
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    Ok((field(11)? + field(12)?) / 100.0)
 }
 
 fn body(n: u64) -> String {

@@ -22,6 +22,7 @@
 
 #![recursion_limit = "256"]
 
+mod ceiling;
 mod client;
 mod hist;
 mod http;
@@ -222,6 +223,16 @@ enum Cmd {
         /// A line under the chart's title (date, machine, command).
         #[arg(long, default_value = "")]
         subtitle: String,
+    },
+    /// Renders the ceiling run (`publish-R`, `idle-R` and `storage-R` result
+    /// lines) as markdown: medians over the rounds, ratios to the floor, and
+    /// the least CPU a durable create can cost on this stack.
+    Ceiling {
+        /// File of JSON result lines.
+        results: PathBuf,
+        /// The cores the bound is computed for (default: this machine's).
+        #[arg(long)]
+        cores: Option<usize>,
     },
 }
 
@@ -519,6 +530,23 @@ async fn main() -> ExitCode {
                 }
             }
             ExitCode::SUCCESS
+        }
+        Cmd::Ceiling { results, cores } => {
+            let cores = cores
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            match std::fs::read_to_string(&results)
+                .map_err(|e| e.to_string())
+                .and_then(|t| report::load(&t))
+            {
+                Ok(r) => {
+                    print!("{}", ceiling::render(&r, cores));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", results.display());
+                    ExitCode::from(2)
+                }
+            }
         }
     }
 }
