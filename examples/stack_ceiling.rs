@@ -10,9 +10,9 @@
 //! It speaks the floor server's wire: `POST /posts` with
 //! `{"title","content","author"?}` answers 201 with the post, and `/ws` sends
 //! a welcome, then every post as `{"event":"newPost","data":{"post":…}}`.
-//! Posts live in memory (nothing is stored, nothing is replayed), each post's
-//! frame is built once, and each connection has a bounded queue that a
-//! client too far behind is dropped from. Everything else is the stack's
+//! Posts are numbered in memory and kept nowhere (no storage, no replay),
+//! each post's frame is built once, and each connection has a bounded queue
+//! that a client too far behind is dropped from. Everything else is the stack's
 //! defaults: async-h1 serving tide's app on async-std's executor,
 //! tide-websockets' upgrade and its `WebSocketConnection` writer; the one
 //! change is `TCP_NODELAY` on accepted sockets. `--http livefeed` serves the
