@@ -401,15 +401,15 @@ if [ "$CEILING" -eq 1 ]; then
       [ "$t" = livefeed-sio ] || scenario "$t" "publish-$r" 120 publish --publishers 64 --duration-s 10
       scenario "$t" "idle-$r" 120 fanout -n 10000 --rate 1 --duration-s 1
     done
-    for mode in "store 64 5" "sled 64 5 2"; do
-      log "storage alone / store_ceiling $mode, round $r"
+    for args in "store 64 5" "sled 64 5 2"; do
+      storage_target="${args%% *}"
+      log "storage alone / store_ceiling $args, round $r"
       dir="$(mktemp -d "$WORK/storage.XXXXXX")"
-      # shellcheck disable=SC2086 # the mode's words are its arguments
-      if line="$(cd "$dir" && timeout 60 "$STORE_CEILING" $mode --json)"; then
-        mode="${mode%% *}"
-        echo "$line" | sed "s/^{/{\"target\":\"$mode\",\"scenario\":\"storage-$r\",/" >>"$RES"
+      # shellcheck disable=SC2086 # the words are store_ceiling's arguments
+      if line="$(cd "$dir" && timeout 60 "$STORE_CEILING" $args --json)"; then
+        echo "$line" | sed "s/^{/{\"target\":\"$storage_target\",\"scenario\":\"storage-$r\",/" >>"$RES"
       else
-        fail_line "${mode%% *}" "storage-$r" "store_ceiling failed"
+        fail_line "$storage_target" "storage-$r" "store_ceiling failed"
       fi
       rm -rf "$dir"
     done

@@ -35,7 +35,7 @@ const STORAGE: [(&str, &str); 2] = [
     ),
 ];
 
-/// Every round's value of `path` in `target`'s `prefix-R` results, in round order.
+/// `value` of each of `target`'s `prefix-R` results (by scenario name), in round order.
 fn rounds(
     r: &Results,
     target: &str,
@@ -83,16 +83,19 @@ fn ratio(v: &[f64], floor: Option<f64>) -> String {
     }
 }
 
-fn per_post(r: &Results, target: &str, scenario: &str, cpu: &str) -> Option<f64> {
-    let posts = field(r, target, scenario, "posts_ok").filter(|p| *p > 0.0)?;
-    Some(field(r, target, scenario, cpu)? * 1e6 / posts)
-}
-
 /// The markdown tables and the CPU bound they give, for `cores` cores.
 pub fn render(r: &Results, cores: usize) -> String {
     let publish = |t: &str| rounds(r, t, "publish", |s| field(r, t, s, "posts_per_sec"));
-    let server_cpu = |t: &str| rounds(r, t, "publish", |s| per_post(r, t, s, "server_cpu_s"));
-    let loadgen_cpu = |t: &str| rounds(r, t, "publish", |s| per_post(r, t, s, "loadgen_cpu_s"));
+    let server_cpu = |t: &str| {
+        rounds(r, t, "publish", |s| {
+            field(r, t, s, "server_cpu_us_per_post")
+        })
+    };
+    let loadgen_cpu = |t: &str| {
+        rounds(r, t, "publish", |s| {
+            field(r, t, s, "loadgen_cpu_us_per_post")
+        })
+    };
     let rss = |t: &str| rounds(r, t, "idle", |s| field(r, t, s, "idle_rss_per_client_kib"));
     let floor_publish = median(&publish(FLOOR));
     let floor_rss = median(&rss(FLOOR));
@@ -187,9 +190,8 @@ mod tests {
                 let posts = rate * 10.0;
                 let _ = writeln!(
                     text,
-                    r#"{{"target":"{t}","scenario":"publish-{round}","ok":true,"posts_ok":{posts},"posts_per_sec":{rate},"server_cpu_s":{},"loadgen_cpu_s":{}}}"#,
-                    cpu * 10.0,
-                    posts * 20e-6,
+                    r#"{{"target":"{t}","scenario":"publish-{round}","ok":true,"posts_ok":{posts},"posts_per_sec":{rate},"server_cpu_us_per_post":{},"loadgen_cpu_us_per_post":20}}"#,
+                    cpu * 10.0 * 1e6 / posts,
                 );
             }
             let _ = writeln!(
